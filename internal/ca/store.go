@@ -1,0 +1,48 @@
+package ca
+
+import (
+	"context"
+
+	"github.com/pkid/pkid/internal/pki"
+)
+
+// Store is what the certificate use cases need from the database. Each method
+// is one transaction; the audit event passed in is written in that same
+// transaction, so a change is never recorded without its audit entry or the
+// other way round. Errors are pki errors (ErrNotFound, ErrKeyBlocked,
+// ErrKeyInUse, ErrSerialCollision, ErrUnavailable) or wrap them.
+type Store interface {
+	// CreatePending records a certificate that is about to be signed (state
+	// pending, LintDER set, DER nil). It fails with ErrKeyBlocked when the
+	// SPKI hash is on the block list, ErrKeyInUse when a certificate of
+	// another account has the same SPKI hash, and ErrSerialCollision when the
+	// serial exists. Concurrent calls for one key are serialised so that two
+	// accounts cannot both claim it.
+	CreatePending(ctx context.Context, c *pki.Certificate, ev pki.AuditEvent) error
+	// MarkIssued stores the signed certificate for a pending row and moves it
+	// to issued.
+	MarkIssued(ctx context.Context, serial pki.Serial, der, fingerprint []byte, ev pki.AuditEvent) error
+	// Certificate returns one certificate by serial, or ErrNotFound.
+	Certificate(ctx context.Context, serial pki.Serial) (*pki.Certificate, error)
+	// Certificates returns one page of certificates matching f, newest first,
+	// and the cursor of the next page ("" on the last page). Pending rows are
+	// not listed.
+	Certificates(ctx context.Context, f pki.CertificateFilter) ([]*pki.Certificate, string, error)
+	// RecordAudit writes an audit event on its own, for refusals that change
+	// nothing else.
+	RecordAudit(ctx context.Context, ev pki.AuditEvent) error
+}
+
+// HierarchyStore keeps the CA hierarchy: the root, the issuing intermediate
+// and the delegated OCSP signer, with their sealed keys.
+type HierarchyStore interface {
+	// Issuers returns every issuer that is not retired.
+	Issuers(ctx context.Context) ([]*pki.IssuerRecord, error)
+	// InsertIssuers stores new issuers in one transaction with ev.
+	// ErrAlreadyExists when another process created a current issuer of the
+	// same kind first (pkid init run twice at once).
+	InsertIssuers(ctx context.Context, recs []*pki.IssuerRecord, ev pki.AuditEvent) error
+	// ReplaceIssuer retires old and stores its successor in one transaction
+	// (OCSP signer renewal, intermediate rotation).
+	ReplaceIssuer(ctx context.Context, oldID string, rec *pki.IssuerRecord, ev pki.AuditEvent) error
+}

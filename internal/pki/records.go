@@ -1,0 +1,264 @@
+package pki
+
+import (
+	"errors"
+	"time"
+)
+
+// Plan is an account's commercial plan. Only Enterprise accounts may hold
+// certificates.
+type Plan string
+
+const (
+	PlanEnterprise Plan = "enterprise"
+	PlanStandard   Plan = "standard"
+)
+
+// Valid reports whether p is a plan pkid knows.
+func (p Plan) Valid() bool { return p == PlanEnterprise || p == PlanStandard }
+
+// AccountStatus says whether an account may use pkid at all.
+type AccountStatus string
+
+const (
+	AccountActive    AccountStatus = "active"
+	AccountSuspended AccountStatus = "suspended"
+)
+
+// Valid reports whether s is an account status pkid knows.
+func (s AccountStatus) Valid() bool { return s == AccountActive || s == AccountSuspended }
+
+// Account is a customer of the platform: the unit of trust and of billing.
+type Account struct {
+	ID        string // UUID
+	Name      string
+	Plan      Plan
+	Status    AccountStatus
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// MayHoldCertificates returns nil when the account may obtain and renew
+// certificates, or the PolicyError that explains why not.
+func (a Account) MayHoldCertificates() error {
+	if a.Status != AccountActive {
+		return &PolicyError{
+			Kind:   KindAccountSuspended,
+			Title:  "Account suspended",
+			Detail: "this account is suspended; contact the platform's administrators",
+		}
+	}
+	if a.Plan != PlanEnterprise {
+		return &PolicyError{
+			Kind:   KindNotEnterprise,
+			Title:  "mTLS certificates are only available for Enterprise accounts",
+			Detail: "this account is on the " + string(a.Plan) + " plan; upgrade to Enterprise to obtain client certificates",
+		}
+	}
+	return nil
+}
+
+// CertificateState is where a certificate row is in its life in the database.
+// A row is written pending, with the exact certificate-to-be linted and
+// recorded, before the CA key signs; it becomes issued when the signed DER is
+// stored. OCSP and CRLs treat a pending row as issued: a certificate may exist
+// for it.
+type CertificateState string
+
+const (
+	StatePending CertificateState = "pending"
+	StateIssued  CertificateState = "issued"
+)
+
+// Status is the state of a certificate as users see it.
+type Status string
+
+const (
+	StatusActive  Status = "active"
+	StatusRevoked Status = "revoked"
+	StatusExpired Status = "expired"
+)
+
+// Valid reports whether s is a status users may filter by.
+func (s Status) Valid() bool {
+	return s == StatusActive || s == StatusRevoked || s == StatusExpired
+}
+
+// Certificate is pkid's record of one certificate it signed (or was about to).
+type Certificate struct {
+	Serial            Serial
+	IssuerID          string
+	AccountID         string
+	State             CertificateState
+	DER               []byte // nil while pending
+	SubjectCN         string
+	SPKISHA256        []byte
+	FingerprintSHA256 []byte // of DER; nil while pending
+	NotBefore         time.Time
+	NotAfter          time.Time
+	RevokedAt         *time.Time
+	RevocationReason  *RevocationReason
+	RenewedFrom       *Serial
+	CreatedAt         time.Time
+}
+
+// StatusAt returns the user-visible status at time now: revoked wins over
+// expired, which wins over active.
+func (c *Certificate) StatusAt(now time.Time) Status {
+	switch {
+	case c.RevokedAt != nil:
+		return StatusRevoked
+	case !now.Before(c.NotAfter):
+		return StatusExpired
+	default:
+		return StatusActive
+	}
+}
+
+// PrincipalKind tells account principals from administrators.
+type PrincipalKind string
+
+const (
+	PrincipalAccount PrincipalKind = "account"
+	PrincipalAdmin   PrincipalKind = "admin"
+	PrincipalSystem  PrincipalKind = "system"
+)
+
+// Principal is who is acting: an account through one of its tokens, an
+// administrator through a token or a web session, or pkid itself.
+type Principal struct {
+	Kind      PrincipalKind
+	AccountID string // PrincipalAccount
+	AdminID   string // PrincipalAdmin
+	Username  string // PrincipalAdmin
+	TokenID   string // the token's jti, or the web session's id
+}
+
+// Actor returns the principal as it appears in audit events, e.g.
+// "account:<id>" or "admin:alice".
+func (p Principal) Actor() string {
+	switch p.Kind {
+	case PrincipalAccount:
+		return "account:" + p.AccountID
+	case PrincipalAdmin:
+		return "admin:" + p.Username
+	default:
+		return "system"
+	}
+}
+
+// AuditEvent is one entry of the audit trail.
+type AuditEvent struct {
+	ID         int64
+	OccurredAt time.Time
+	Actor      string
+	Action     string
+	Outcome    string // "success" or "failure"
+	AccountID  string // may be empty
+	Serial     Serial // may be empty
+	RequestID  string
+	Detail     map[string]any
+}
+
+// Audit outcomes.
+const (
+	OutcomeSuccess = "success"
+	OutcomeFailure = "failure"
+)
+
+// TokenKind tells account API tokens from admin API tokens. A token of one
+// kind is never accepted where the other is expected.
+type TokenKind string
+
+const (
+	TokenAccount TokenKind = "account"
+	TokenAdmin   TokenKind = "admin"
+)
+
+// Token is pkid's record of an API token it minted. The token itself (the
+// JWT) is shown once and never stored; the record, keyed by the JWT's jti, is
+// what makes the token revocable.
+type Token struct {
+	ID        string // UUID; the JWT's jti
+	Kind      TokenKind
+	AccountID string // TokenAccount
+	AdminID   string // TokenAdmin
+	Name      string
+	CreatedBy string // actor
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	RevokedAt *time.Time
+}
+
+// ValidAt reports whether the token may be used at time now.
+func (t *Token) ValidAt(now time.Time) bool {
+	return t.RevokedAt == nil && now.Before(t.ExpiresAt)
+}
+
+// Admin is an administrator of the platform.
+type Admin struct {
+	ID           string // UUID
+	Username     string // canonical: trimmed, lower case
+	PasswordHash string // argon2id, PHC string format
+	CreatedAt    time.Time
+}
+
+// CertificateFilter selects certificates for listing. Zero fields do not
+// filter. Results are ordered newest first.
+type CertificateFilter struct {
+	AccountID string
+	Status    Status
+	Now       time.Time // the instant Status is evaluated at
+	Cursor    string    // opaque, from a previous page
+	Limit     int
+}
+
+// AuditFilter selects audit events, newest first.
+type AuditFilter struct {
+	AccountID string
+	Limit     int
+}
+
+// Sentinels for public keys that may not be certified.
+var (
+	// ErrKeyBlocked: the key was revoked for keyCompromise.
+	ErrKeyBlocked = errors.New("public key is forbidden: it was reported compromised")
+	// ErrKeyInUse: the key is certified for another account.
+	ErrKeyInUse = errors.New("public key is bound to another account")
+	// ErrAlreadyExists: a unique name (administrator username) is taken.
+	ErrAlreadyExists = errors.New("already exists")
+)
+
+// IssuerKind is the role of a CA certificate in pkid's hierarchy.
+type IssuerKind string
+
+const (
+	IssuerRoot         IssuerKind = "root"
+	IssuerIntermediate IssuerKind = "intermediate"
+	IssuerOCSP         IssuerKind = "ocsp" // delegated OCSP responder
+)
+
+// IssuerRecord is a CA certificate as stored: the certificate and its private
+// key, sealed (encrypted PKCS#8) or referenced in an HSM.
+type IssuerRecord struct {
+	ID           string // lowercase hex SHA-256 of CertificateDER
+	Kind         IssuerKind
+	ParentID     string // "" for the root
+	Certificate  []byte // DER
+	EncryptedKey []byte // PEM "ENCRYPTED PRIVATE KEY"; nil when KeyURI is set
+	KeyURI       string // PKCS#11 URI; "" when EncryptedKey is set
+	Subject      string
+	NotBefore    time.Time
+	NotAfter     time.Time
+	CreatedAt    time.Time
+	RetiredAt    *time.Time
+}
+
+// TokenKeyRecord is a stored signing key for pkid's own JWTs.
+type TokenKeyRecord struct {
+	KID          string
+	Algorithm    string // "ES256"
+	EncryptedKey []byte // PEM "ENCRYPTED PRIVATE KEY"
+	CreatedAt    time.Time
+	RetiredAt    *time.Time
+}
