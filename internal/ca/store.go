@@ -43,6 +43,8 @@ type HierarchyStore interface {
 	// same kind first (pkid init run twice at once).
 	InsertIssuers(ctx context.Context, recs []*pki.IssuerRecord, ev pki.AuditEvent) error
 	// ReplaceIssuer retires old and stores its successor in one transaction
-	// (OCSP signer renewal, intermediate rotation).
+	// (OCSP signer renewal, intermediate rotation). It returns ErrNotFound,
+	// storing nothing, when old is no longer current (another node replaced
+	// it first).
 	ReplaceIssuer(ctx context.Context, oldID string, rec *pki.IssuerRecord, ev pki.AuditEvent) error
 }
