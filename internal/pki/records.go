@@ -90,6 +90,7 @@ type Certificate struct {
 	IssuerID          string
 	AccountID         string
 	State             CertificateState
+	LintDER           []byte // the certificate as linted, signed by a throwaway key: the record of what was about to be signed
 	DER               []byte // nil while pending
 	SubjectCN         string
 	SPKISHA256        []byte
