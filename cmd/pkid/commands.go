@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/pkid/pkid/internal/account"
+	"github.com/pkid/pkid/internal/auth"
+	"github.com/pkid/pkid/internal/ca"
+	"github.com/pkid/pkid/internal/config"
+	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/lint"
+	"github.com/pkid/pkid/internal/pki"
+	"github.com/pkid/pkid/internal/store"
+)
+
+// loadConfig reads the environment, applies the command's flags and
+// validates the result.
+func loadConfig(env config.Getenv, fs *flag.FlagSet, args []string, needPassphrase bool) (config.Config, error) {
+	cfg, err := config.FromEnv(env)
+	if err != nil {
+		return cfg, err
+	}
+	return loadConfigFrom(&cfg, fs, args, needPassphrase)
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func cmdMigrate(ctx context.Context, env config.Getenv, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("pkid migrate", flag.ContinueOnError)
+	cfg, err := loadConfig(env, fs, args, false)
+	if err != nil {
+		return err
+	}
+	return store.Migrate(ctx, cfg.DatabaseURL, newLogger(cfg, stderr))
+}
+
+func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("pkid init", flag.ContinueOnError)
+	hc := issuance.HierarchyConfig{}
+	fs.StringVar(&hc.Organization, "org", "pkid", "organization (O) of the CA certificates")
+	fs.StringVar(&hc.RootCommonName, "root-cn", "pkid Root CA", "common name of the root")
+	fs.StringVar(&hc.IntermediateCommonName, "intermediate-cn", "pkid Issuing CA", "common name of the issuing intermediate")
+	fs.DurationVar(&hc.RootValidity, "root-validity", 20*365*24*time.Hour, "validity of the root")
+	fs.DurationVar(&hc.IntermediateValidity, "intermediate-validity", 5*365*24*time.Hour, "validity of the intermediate")
+	fs.DurationVar(&hc.OCSPValidity, "ocsp-signer-validity", 30*24*time.Hour, "validity of the delegated OCSP signer (renewed by serve)")
+	cfg, err := loadConfig(env, fs, args, true)
+	if err != nil {
+		return err
+	}
+	hc.PublicURL = cfg.PublicBase()
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	l, err := lint.New()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	created, fp, err := ca.Init(ctx, db, hc, cfg.KeyPassphrase, l, now)
+	if err != nil {
+		return err
+	}
+	keyCreated, err := auth.EnsureKey(ctx, db, cfg.KeyPassphrase, now)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintln(stdout, "created the CA hierarchy: root, issuing intermediate and OCSP signer")
+	} else {
+		fmt.Fprintln(stdout, "the CA hierarchy exists already; nothing changed")
+	}
+	if keyCreated {
+		fmt.Fprintln(stdout, "created the token signing key")
+	}
+	fmt.Fprintf(stdout, "root SHA-256 fingerprint: %s\n", fp)
+	return nil
+}
+
+func cmdCreateUser(ctx context.Context, env config.Getenv, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("pkid admin create-user", flag.ContinueOnError)
+	username := fs.String("username", "", "the administrator's user name")
+	cfg, err := loadConfig(env, fs, args, false)
+	if err != nil {
+		return err
+	}
+	if *username == "" {
+		return fmt.Errorf("%w: --username is required", errUsage)
+	}
+	password, err := readPassword(stdin)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	svc := account.New(db, nil, time.Now)
+	a, err := svc.CreateAdmin(ctx, operator(), *username, password)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "created administrator %q\n", a.Username)
+	return nil
+}
+
+// readPassword reads one line from r: the password, without its line ending.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("reading the password from standard input: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("no password on standard input (write it as one line)")
+	}
+	return line, nil
+}
+
+func cmdAdminToken(ctx context.Context, env config.Getenv, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("pkid admin token", flag.ContinueOnError)
+	username := fs.String("username", "", "the administrator's user name")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime of the token (at most 24h)")
+	cfg, err := loadConfig(env, fs, args, true)
+	if err != nil {
+		return err
+	}
+	if *username == "" {
+		return fmt.Errorf("%w: --username is required", errUsage)
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	keys, err := auth.LoadKeys(ctx, db, cfg.KeyPassphrase)
+	if err != nil {
+		return err
+	}
+	svc := account.New(db, auth.NewTokens(keys, time.Now), time.Now)
+	jwt, err := svc.MintAdminToken(ctx, operator(), *username, *ttl)
+	if err != nil {
+		if errors.Is(err, pki.ErrNotFound) {
+			return fmt.Errorf("no administrator %q", auth.CanonicalUsername(*username))
+		}
+		return err
+	}
+	fmt.Fprintln(stdout, jwt)
+	return nil
+}
+
+// operator is the principal of commands run on the CA host itself.
+func operator() pki.Principal {
+	return pki.Principal{Kind: pki.PrincipalSystem}
+}

@@ -1,0 +1,84 @@
+// Command pkid is the certificate authority daemon and its operator commands.
+//
+//	pkid migrate                               apply the database migrations
+//	pkid init                                  create the CA hierarchy (idempotent)
+//	pkid serve                                 run the service
+//	pkid admin create-user --username NAME     create an administrator (password on stdin)
+//	pkid admin token --username NAME [--ttl 1h] print an admin API token
+//
+// Configuration comes from the environment (see internal/config and the
+// README); secrets never come from flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `pkid: a private certificate authority for mTLS client certificates
+
+Usage:
+  pkid migrate                                 apply the SQL migrations (creates the database if missing)
+  pkid init [flags]                            create the CA hierarchy if none exists; prints the root fingerprint
+  pkid serve                                   run the service
+  pkid admin create-user --username NAME       create an administrator; the password is read from stdin
+  pkid admin token --username NAME [--ttl 1h]  print an admin API token (a JWT) on stdout
+
+Environment: DATABASE_URL, PKID_HTTP_ADDR, PKID_TLS_ADDR, PKID_TLS_HOSTNAMES,
+PKID_PUBLIC_URL, PKID_KEY_PASSPHRASE (or PKID_KEY_PASSPHRASE_FILE), and the
+tuning variables listed in the README.
+`
+
+// errUsage marks a command-line mistake: exit status 2 and the usage text.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "pkid:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	env := envFromOS
+	switch args[0] {
+	case "migrate":
+		return cmdMigrate(ctx, env, args[1:], stderr)
+	case "init":
+		return cmdInit(ctx, env, args[1:], stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, env, args[1:], stderr)
+	case "admin":
+		if len(args) < 2 {
+			return errUsage
+		}
+		switch args[1] {
+		case "create-user":
+			return cmdCreateUser(ctx, env, args[2:], stdin, stdout, stderr)
+		case "token":
+			return cmdAdminToken(ctx, env, args[2:], stdout, stderr)
+		}
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return errUsage
+}
+
+func envFromOS(name string) (string, bool) { return os.LookupEnv(name) }

@@ -1,0 +1,93 @@
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/pkid/pkid/internal/account"
+	"github.com/pkid/pkid/internal/auth"
+	"github.com/pkid/pkid/internal/ca"
+	"github.com/pkid/pkid/internal/pki"
+)
+
+// API serves the account and admin JSON APIs and the public CA endpoints.
+type API struct {
+	certs    *ca.Service
+	accounts *account.Service
+	authn    *auth.Authenticator
+	log      *slog.Logger
+}
+
+// New returns the API over the given use cases.
+func New(certs *ca.Service, accounts *account.Service, authn *auth.Authenticator, log *slog.Logger) *API {
+	return &API{certs: certs, accounts: accounts, authn: authn, log: log}
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) { WriteError(w, r, a.log, err) }
+
+// AccountRoutes is the account API, to be mounted at /api/v1. Every route
+// needs an account token.
+func (a *API) AccountRoutes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(a.authn.Require(pki.TokenAccount, a.fail))
+	r.Post("/certificates", a.issue)
+	r.Get("/certificates", a.listCertificates)
+	r.Get("/certificates/{serial}", a.getCertificate)
+	r.NotFound(a.notFound)
+	r.MethodNotAllowed(a.methodNotAllowed)
+	return r
+}
+
+// AdminRoutes is the admin API, to be mounted at /admin/api. Every route
+// needs an admin token.
+func (a *API) AdminRoutes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(a.authn.Require(pki.TokenAdmin, a.fail))
+	r.Post("/accounts", a.createAccount)
+	r.Get("/accounts", a.listAccounts)
+	r.Get("/accounts/{id}", a.getAccount)
+	r.Patch("/accounts/{id}", a.updateAccount)
+	r.Post("/accounts/{id}/tokens", a.mintToken)
+	r.Get("/accounts/{id}/tokens", a.listTokens)
+	r.Delete("/accounts/{id}/tokens/{tokenID}", a.revokeToken)
+	r.Get("/certificates", a.listCertificates)
+	r.Get("/certificates/{serial}", a.getCertificate)
+	r.Get("/audit", a.listAudit)
+	r.NotFound(a.notFound)
+	r.MethodNotAllowed(a.methodNotAllowed)
+	return r
+}
+
+func (a *API) notFound(w http.ResponseWriter, r *http.Request) { a.fail(w, r, pki.ErrNotFound) }
+
+func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	p := Problem{Type: ProblemTypePrefix + "methodNotAllowed", Title: "Method not allowed",
+		Status: http.StatusMethodNotAllowed, Detail: r.Method + " is not allowed on " + r.URL.Path}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	_, _ = w.Write([]byte(`{"type":"` + p.Type + `","title":"` + p.Title + `","status":405,"detail":` + strconv.Quote(p.Detail) + `}`))
+}
+
+// principal returns the authenticated principal that Require put in the
+// request's context.
+func principal(r *http.Request) (pki.Principal, *pki.Account) {
+	p, acct, _ := auth.PrincipalFrom(r.Context())
+	return p, acct
+}
+
+// queryLimit parses the limit query parameter: absent is 0 (the store's
+// default), otherwise 1..max.
+func queryLimit(r *http.Request, max int) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		return 0, pki.Malformed("limit must be a whole number from 1 to %d", max)
+	}
+	return n, nil
+}

@@ -1,0 +1,107 @@
+package api
+
+import (
+	"encoding/hex"
+	"encoding/pem"
+	"time"
+
+	"github.com/pkid/pkid/internal/pki"
+)
+
+// certificateJSON is the certificate object of CONTRACT.md.
+type certificateJSON struct {
+	Serial            string     `json:"serial"`
+	Status            pki.Status `json:"status"`
+	Certificate       string     `json:"certificate"`
+	Chain             string     `json:"chain"`
+	NotBefore         time.Time  `json:"not_before"`
+	NotAfter          time.Time  `json:"not_after"`
+	FingerprintSHA256 string     `json:"fingerprint_sha256"`
+	AccountID         string     `json:"account_id"`
+	CommonName        string     `json:"common_name"`
+	SPKISHA256        string     `json:"spki_sha256"`
+	IssuerID          string     `json:"issuer_id"`
+	CreatedAt         time.Time  `json:"created_at"`
+	RevokedAt         *time.Time `json:"revoked_at,omitempty"`
+	RevocationReason  string     `json:"revocation_reason,omitempty"`
+	RenewedFrom       string     `json:"renewed_from,omitempty"`
+}
+
+func certificateView(c *pki.Certificate, chainPEM []byte, now time.Time) certificateJSON {
+	v := certificateJSON{
+		Serial:            c.Serial.String(),
+		Status:            c.StatusAt(now),
+		Certificate:       string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER})),
+		Chain:             string(chainPEM),
+		NotBefore:         c.NotBefore.UTC(),
+		NotAfter:          c.NotAfter.UTC(),
+		FingerprintSHA256: hex.EncodeToString(c.FingerprintSHA256),
+		AccountID:         c.AccountID,
+		CommonName:        c.SubjectCN,
+		SPKISHA256:        hex.EncodeToString(c.SPKISHA256),
+		IssuerID:          c.IssuerID,
+		CreatedAt:         c.CreatedAt.UTC(),
+	}
+	if c.RevokedAt != nil {
+		t := c.RevokedAt.UTC()
+		v.RevokedAt = &t
+	}
+	if c.RevocationReason != nil {
+		v.RevocationReason = c.RevocationReason.String()
+	}
+	if c.RenewedFrom != nil {
+		v.RenewedFrom = c.RenewedFrom.String()
+	}
+	return v
+}
+
+// accountJSON is the account object of CONTRACT.md.
+type accountJSON struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Plan      pki.Plan          `json:"plan"`
+	Status    pki.AccountStatus `json:"status"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+}
+
+func accountView(a *pki.Account) accountJSON {
+	return accountJSON{ID: a.ID, Name: a.Name, Plan: a.Plan, Status: a.Status,
+		CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC()}
+}
+
+// tokenJSON describes a token. Token (the JWT) is set only in the answer to
+// minting: it is never stored and cannot be shown again.
+type tokenJSON struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Token     string     `json:"token,omitempty"`
+	AccountID string     `json:"account_id"`
+	CreatedBy string     `json:"created_by"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+func tokenView(t *pki.Token, jwt string) tokenJSON {
+	return tokenJSON{ID: t.ID, Name: t.Name, Token: jwt, AccountID: t.AccountID, CreatedBy: t.CreatedBy,
+		CreatedAt: t.CreatedAt.UTC(), ExpiresAt: t.ExpiresAt.UTC(), RevokedAt: t.RevokedAt}
+}
+
+// auditJSON is one audit event.
+type auditJSON struct {
+	ID         int64          `json:"id"`
+	OccurredAt time.Time      `json:"occurred_at"`
+	Actor      string         `json:"actor"`
+	Action     string         `json:"action"`
+	Outcome    string         `json:"outcome"`
+	AccountID  string         `json:"account_id,omitempty"`
+	Serial     string         `json:"serial,omitempty"`
+	RequestID  string         `json:"request_id,omitempty"`
+	Detail     map[string]any `json:"detail,omitempty"`
+}
+
+func auditView(e pki.AuditEvent) auditJSON {
+	return auditJSON{ID: e.ID, OccurredAt: e.OccurredAt.UTC(), Actor: e.Actor, Action: e.Action, Outcome: e.Outcome,
+		AccountID: e.AccountID, Serial: e.Serial.String(), RequestID: e.RequestID, Detail: e.Detail}
+}

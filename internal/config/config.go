@@ -1,0 +1,234 @@
+// Package config loads pkid's configuration from the environment (and, where
+// the command offers them, flags), validates it and fails fast. Secrets come
+// from the environment or from a file named by the *_FILE variant, never from
+// a flag, so that they do not show in the process list.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole of pkid's configuration.
+type Config struct {
+	DatabaseURL  string
+	HTTPAddr     string
+	TLSAddr      string   // "" disables the TLS listener
+	TLSHostnames []string // DNS names and IP addresses for the TLS listener's certificate
+	PublicURL    string   // base URL written into certificates
+	// KeyPassphrase protects the CA and token keys at rest. Empty unless set.
+	KeyPassphrase []byte
+
+	AutoMigrate bool // serve applies migrations at start
+
+	DefaultValidity time.Duration // of client certificates when the request names none
+	MaxValidity     time.Duration // hard cap on client certificate validity
+	Backdate        time.Duration // notBefore = now - Backdate, for clock skew
+
+	// OCSPValidity is the validity of pre-signed OCSP responses.
+	OCSPValidity time.Duration
+	// CRLValidity is nextUpdate - thisUpdate of the CRL.
+	CRLValidity time.Duration
+	// CRLInterval is how often the CRL is re-signed with no revocation.
+	CRLInterval time.Duration
+	// RootCRLValidity is the nextUpdate of the root's CRL.
+	RootCRLValidity time.Duration
+
+	LogLevel  string // debug, info, warn, error
+	LogFormat string // json or text
+}
+
+// Defaults returns the configuration that applies when nothing is set.
+func Defaults() Config {
+	return Config{
+		DatabaseURL:     "postgres://postgres@127.0.0.1:5432/pkid?sslmode=disable",
+		HTTPAddr:        "127.0.0.1:8080",
+		TLSHostnames:    []string{"localhost", "127.0.0.1"},
+		PublicURL:       "http://127.0.0.1:8080",
+		AutoMigrate:     true,
+		DefaultValidity: 90 * 24 * time.Hour,
+		MaxValidity:     90 * 24 * time.Hour,
+		Backdate:        5 * time.Minute,
+		OCSPValidity:    24 * time.Hour,
+		CRLValidity:     24 * time.Hour,
+		CRLInterval:     time.Hour,
+		RootCRLValidity: 365 * 24 * time.Hour,
+		LogLevel:        "info",
+		LogFormat:       "json",
+	}
+}
+
+// Getenv looks a variable up; os.LookupEnv in production, a map in tests.
+type Getenv func(string) (string, bool)
+
+// FromEnv returns Defaults overridden by the environment. It does not
+// validate: call Validate once flags have been applied too.
+func FromEnv(getenv Getenv) (Config, error) {
+	c := Defaults()
+	var errs []error
+	str := func(name string, dst *string) {
+		if v, ok := getenv(name); ok && v != "" {
+			*dst = v
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v, ok := getenv(name); ok && v != "" {
+			d, err := ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				return
+			}
+			*dst = d
+		}
+	}
+	str("DATABASE_URL", &c.DatabaseURL)
+	str("PKID_HTTP_ADDR", &c.HTTPAddr)
+	str("PKID_TLS_ADDR", &c.TLSAddr)
+	str("PKID_PUBLIC_URL", &c.PublicURL)
+	str("PKID_LOG_LEVEL", &c.LogLevel)
+	str("PKID_LOG_FORMAT", &c.LogFormat)
+	if v, ok := getenv("PKID_TLS_HOSTNAMES"); ok && v != "" {
+		c.TLSHostnames = splitList(v)
+	}
+	if v, ok := getenv("PKID_AUTO_MIGRATE"); ok && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("PKID_AUTO_MIGRATE: %w", err))
+		}
+		c.AutoMigrate = b
+	}
+	dur("PKID_DEFAULT_VALIDITY", &c.DefaultValidity)
+	dur("PKID_MAX_VALIDITY", &c.MaxValidity)
+	dur("PKID_BACKDATE", &c.Backdate)
+	dur("PKID_OCSP_VALIDITY", &c.OCSPValidity)
+	dur("PKID_CRL_VALIDITY", &c.CRLValidity)
+	dur("PKID_CRL_INTERVAL", &c.CRLInterval)
+	dur("PKID_ROOT_CRL_VALIDITY", &c.RootCRLValidity)
+
+	pass, err := secret(getenv, "PKID_KEY_PASSPHRASE")
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.KeyPassphrase = pass
+	return c, errors.Join(errs...)
+}
+
+// secret reads NAME, or the file named by NAME_FILE (trailing newline
+// removed). Setting both is an error: it would be ambiguous which wins.
+func secret(getenv Getenv, name string) ([]byte, error) {
+	v, hasValue := getenv(name)
+	f, hasFile := getenv(name + "_FILE")
+	switch {
+	case hasValue && v != "" && hasFile && f != "":
+		return nil, fmt.Errorf("%s and %s_FILE are both set", name, name)
+	case hasFile && f != "":
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s_FILE: %w", name, err)
+		}
+		return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	case hasValue:
+		return []byte(v), nil
+	}
+	return nil, nil
+}
+
+// ParseDuration accepts Go durations ("90m", "24h") and whole days ("90d").
+func ParseDuration(s string) (time.Duration, error) {
+	if strings.HasSuffix(s, "d") {
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	return d, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Validate checks the configuration as a whole. needPassphrase is true for
+// the commands that open CA keys.
+func (c Config) Validate(needPassphrase bool) error {
+	var errs []error
+	if _, err := url.Parse(c.DatabaseURL); err != nil || c.DatabaseURL == "" {
+		errs = append(errs, errors.New("DATABASE_URL is not a URL"))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("PKID_HTTP_ADDR %q: %w", c.HTTPAddr, err))
+	}
+	if c.TLSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.TLSAddr); err != nil {
+			errs = append(errs, fmt.Errorf("PKID_TLS_ADDR %q: %w", c.TLSAddr, err))
+		}
+		if len(c.TLSHostnames) == 0 {
+			errs = append(errs, errors.New("PKID_TLS_HOSTNAMES is empty but PKID_TLS_ADDR is set"))
+		}
+	}
+	u, err := url.Parse(c.PublicURL)
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("PKID_PUBLIC_URL: %w", err))
+	case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
+		errs = append(errs, fmt.Errorf("PKID_PUBLIC_URL %q must be an absolute http(s) URL", c.PublicURL))
+	case u.RawQuery != "" || u.Fragment != "":
+		errs = append(errs, fmt.Errorf("PKID_PUBLIC_URL %q must not have a query or fragment", c.PublicURL))
+	}
+	if needPassphrase && len(c.KeyPassphrase) == 0 {
+		errs = append(errs, errors.New("PKID_KEY_PASSPHRASE (or PKID_KEY_PASSPHRASE_FILE) is required: it protects the CA keys at rest"))
+	}
+	if c.MaxValidity <= 0 || c.MaxValidity > 200*24*time.Hour {
+		errs = append(errs, fmt.Errorf("PKID_MAX_VALIDITY %s must be between 1s and 200 days", c.MaxValidity))
+	}
+	if c.DefaultValidity <= 0 || c.DefaultValidity > c.MaxValidity {
+		errs = append(errs, fmt.Errorf("PKID_DEFAULT_VALIDITY %s must be positive and at most PKID_MAX_VALIDITY", c.DefaultValidity))
+	}
+	if c.Backdate < 0 || c.Backdate > time.Hour {
+		errs = append(errs, fmt.Errorf("PKID_BACKDATE %s must be between 0 and 1h", c.Backdate))
+	}
+	if c.OCSPValidity < time.Hour || c.OCSPValidity > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("PKID_OCSP_VALIDITY %s must be between 1h and 7 days", c.OCSPValidity))
+	}
+	if c.CRLValidity < time.Hour || c.CRLValidity > 10*24*time.Hour {
+		errs = append(errs, fmt.Errorf("PKID_CRL_VALIDITY %s must be between 1h and 10 days", c.CRLValidity))
+	}
+	if c.CRLInterval <= 0 || c.CRLInterval >= c.CRLValidity {
+		errs = append(errs, fmt.Errorf("PKID_CRL_INTERVAL %s must be positive and shorter than PKID_CRL_VALIDITY", c.CRLInterval))
+	}
+	if c.RootCRLValidity < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("PKID_ROOT_CRL_VALIDITY %s must be at least a day", c.RootCRLValidity))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("PKID_LOG_LEVEL %q must be debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("PKID_LOG_FORMAT %q must be json or text", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// PublicBase returns PublicURL without a trailing slash, ready for
+// "{base}/ocsp" and the like.
+func (c Config) PublicBase() string { return strings.TrimRight(c.PublicURL, "/") }

@@ -1,0 +1,107 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is pkid's Prometheus registry and the instruments the server and
+// the use cases report to. It implements ca.Observer.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
+	issuance     *prometheus.HistogramVec
+	issueStage   *prometheus.HistogramVec
+}
+
+// NewMetrics registers pkid's instruments, plus the Go runtime and process
+// collectors, on a fresh registry.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pkid_http_requests_total", Help: "HTTP requests by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pkid_http_request_duration_seconds", Help: "HTTP request latency by route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+		issuance: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pkid_issuance_duration_seconds", Help: "Certificate issuance latency by outcome (issued, refused, error); its count is the number of issuances.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"outcome"}),
+		issueStage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pkid_issuance_stage_seconds", Help: "Time spent in each issuance stage (check, lint, record, sign, commit).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
+		}, []string{"stage"}),
+	}
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.issuance, m.issueStage,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// IssueStage implements ca.Observer.
+func (m *Metrics) IssueStage(stage string, d time.Duration) {
+	m.issueStage.WithLabelValues(stage).Observe(d.Seconds())
+}
+
+// IssueOutcome implements ca.Observer.
+func (m *Metrics) IssueOutcome(outcome string, d time.Duration) {
+	m.issuance.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// PoolStats is a snapshot of the database pool, in plain numbers so that the
+// server needs no database driver.
+type PoolStats struct {
+	Total, Idle, InUse, Max int32
+	AcquireCount            int64
+	AcquireWait             time.Duration
+}
+
+// RegisterPool exports the database pool's statistics, read at scrape time.
+func (m *Metrics) RegisterPool(stats func() PoolStats) {
+	gauge := func(name, help string, f func(PoolStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(stats()) })
+	}
+	m.Registry.MustRegister(
+		gauge("pkid_db_pool_connections", "Open database connections.", func(s PoolStats) float64 { return float64(s.Total) }),
+		gauge("pkid_db_pool_idle_connections", "Idle database connections.", func(s PoolStats) float64 { return float64(s.Idle) }),
+		gauge("pkid_db_pool_in_use_connections", "Database connections in use.", func(s PoolStats) float64 { return float64(s.InUse) }),
+		gauge("pkid_db_pool_max_connections", "Maximum database connections.", func(s PoolStats) float64 { return float64(s.Max) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pkid_db_pool_acquires_total", Help: "Connections acquired from the pool."},
+			func() float64 { return float64(stats().AcquireCount) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pkid_db_pool_acquire_wait_seconds_total", Help: "Time spent waiting for a pool connection."},
+			func() float64 { return stats().AcquireWait.Seconds() }),
+	)
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// instrument counts and times every request by its chi route pattern (never
+// the raw path, which would let clients create unbounded label values).
+func (m *Metrics) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		m.httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(ww.Status())).Inc()
+		m.httpDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}

@@ -1,0 +1,144 @@
+// Package server assembles pkid's HTTP service: the router, the middleware
+// every request passes through (request id, panic recovery, access log,
+// metrics), the health endpoints and the listeners with their timeouts and
+// graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/pkid/pkid/internal/api"
+	"github.com/pkid/pkid/internal/pki"
+)
+
+// Deps are the parts the router is assembled from.
+type Deps struct {
+	API     *api.API
+	Metrics *Metrics
+	Log     *slog.Logger
+	// Ready reports whether pkid can serve: database reachable, keys loaded.
+	Ready func(context.Context) error
+	// Mount registers further routes (OCSP, CRL, the admin web page).
+	Mount []func(chi.Router)
+}
+
+// Handler returns the complete HTTP handler.
+func Handler(d Deps) http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, recoverer(d.Log), accessLog(d.Log), d.Metrics.instrument)
+
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if err := d.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	r.Method(http.MethodGet, "/metrics", d.Metrics.Handler())
+
+	d.API.PublicRoutes(r)
+	r.Mount("/api/v1", d.API.AccountRoutes())
+	r.Mount("/admin/api", d.API.AdminRoutes())
+	for _, m := range d.Mount {
+		m(r)
+	}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		api.WriteError(w, r, d.Log, pki.ErrNotFound)
+	})
+	return r
+}
+
+// recoverer turns a panic into a logged 500 problem instead of a dropped
+// connection.
+func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					log.ErrorContext(r.Context(), "panic serving request", "panic", fmt.Sprint(v),
+						"path", r.URL.Path, "request_id", middleware.GetReqID(r.Context()))
+					api.WriteError(w, r, log, errors.New("panic"))
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// accessLog writes one structured line per request.
+func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			next.ServeHTTP(ww, r)
+			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("request_id", middleware.GetReqID(r.Context())),
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", ww.Status()),
+				slog.Int("bytes", ww.BytesWritten()),
+				slog.Duration("duration", time.Since(start)),
+				slog.String("remote", r.RemoteAddr),
+			)
+		})
+	}
+}
+
+// NewHTTPServer returns an http.Server with the timeouts and header limits a
+// service exposed to the network needs (slow-loris, header floods: SECURITY.md
+// J-12, O-06).
+func NewHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Serve runs srv on ln until ctx is cancelled, then shuts down gracefully,
+// letting requests in flight finish for up to 15 seconds.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
