@@ -1,0 +1,187 @@
+// Package app is pkid's composition root: it builds every part of a running
+// CA (store, hierarchy, use cases, API, metrics, background jobs) from a
+// configuration. `pkid serve` runs it; integration tests and the load
+// benchmark build the very same thing, so what they measure is what ships.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/pkid/pkid/internal/account"
+	"github.com/pkid/pkid/internal/api"
+	"github.com/pkid/pkid/internal/auth"
+	"github.com/pkid/pkid/internal/ca"
+	"github.com/pkid/pkid/internal/config"
+	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/lint"
+	"github.com/pkid/pkid/internal/policy"
+	"github.com/pkid/pkid/internal/server"
+	"github.com/pkid/pkid/internal/store"
+)
+
+// App is a running pkid node, minus its listeners.
+type App struct {
+	Config    config.Config
+	DB        *store.DB
+	Hierarchy *ca.Hierarchy
+	Certs     *ca.Service
+	Accounts  *account.Service
+	Tokens    *auth.Tokens
+	Linter    *lint.Linter
+	Metrics   *server.Metrics
+	Handler   http.Handler
+	Log       *slog.Logger
+}
+
+// Options adjust an App for tests and benchmarks.
+type Options struct {
+	Now         func() time.Time // the clock; time.Now when nil
+	DisableLint bool             // benchmarks only: measures what linting costs
+	SkipMigrate bool
+	CAObserver  ca.Observer // in addition to the Prometheus metrics
+	MaxDBConns  int32
+}
+
+// New opens the database (migrating first when cfg.AutoMigrate is set),
+// loads the CA hierarchy and the token keys with cfg.KeyPassphrase, and
+// assembles the HTTP handler. It fails when `pkid init` has not run, the
+// passphrase is wrong, or a CA certificate pkid needs has expired.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	if cfg.AutoMigrate && !opts.SkipMigrate {
+		if err := store.Migrate(ctx, cfg.DatabaseURL, log); err != nil {
+			return nil, fmt.Errorf("migrating: %w", err)
+		}
+	}
+	var storeOpts []store.Option
+	if opts.MaxDBConns > 0 {
+		storeOpts = append(storeOpts, store.WithMaxConns(opts.MaxDBConns))
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL, storeOpts...)
+	if err != nil {
+		return nil, err
+	}
+	a, err := assemble(ctx, cfg, db, log, now, opts)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Logger, now func() time.Time, opts Options) (*App, error) {
+	hierarchy, err := ca.LoadHierarchy(ctx, db, cfg.KeyPassphrase, now())
+	if err != nil {
+		return nil, fmt.Errorf("loading the CA hierarchy: %w", err)
+	}
+	keys, err := auth.LoadKeys(ctx, db, cfg.KeyPassphrase)
+	if err != nil {
+		return nil, fmt.Errorf("loading the token keys: %w", err)
+	}
+	var linter *lint.Linter
+	if !opts.DisableLint {
+		if linter, err = lint.New(); err != nil {
+			return nil, err
+		}
+	}
+	metrics := server.NewMetrics()
+	metrics.RegisterPool(func() server.PoolStats {
+		s := db.Pool().Stat()
+		return server.PoolStats{
+			Total: s.TotalConns(), Idle: s.IdleConns(), InUse: s.AcquiredConns(), Max: s.MaxConns(),
+			AcquireCount: s.AcquireCount(), AcquireWait: s.AcquireDuration(),
+		}
+	})
+	var observer ca.Observer = metrics
+	if opts.CAObserver != nil {
+		observer = observers{metrics, opts.CAObserver}
+	}
+	certs := ca.New(db, hierarchy, linter, ca.Options{
+		PublicURL:       cfg.PublicBase(),
+		DefaultValidity: cfg.DefaultValidity,
+		MaxValidity:     cfg.MaxValidity,
+		Backdate:        cfg.Backdate,
+		Limits:          policy.DefaultLimits(),
+		Now:             now,
+		Log:             log,
+		Observer:        observer,
+	})
+	tokens := auth.NewTokens(keys, now)
+	accounts := account.New(db, tokens, now)
+	authn := auth.NewAuthenticator(tokens, db, now)
+
+	a := &App{
+		Config: cfg, DB: db, Hierarchy: hierarchy, Certs: certs, Accounts: accounts,
+		Tokens: tokens, Linter: linter, Metrics: metrics, Log: log,
+	}
+	a.Handler = server.Handler(server.Deps{
+		API:     api.New(certs, accounts, authn, log),
+		Metrics: metrics,
+		Log:     log,
+		Ready:   a.Ready,
+	})
+	return a, nil
+}
+
+// Ready reports whether the node can serve: the database answers and the
+// issuing intermediate and OCSP signer are within their validity.
+func (a *App) Ready(ctx context.Context) error {
+	if err := a.DB.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	now := time.Now()
+	if end := a.Hierarchy.Intermediate().Cert.NotAfter; !now.Before(end) {
+		return fmt.Errorf("%w: issuing intermediate expired at %s", ca.ErrExpired, end.UTC().Format(time.RFC3339))
+	}
+	if end := a.Hierarchy.OCSPSigner().Cert.NotAfter; !now.Before(end) {
+		return fmt.Errorf("%w: OCSP signer expired at %s", ca.ErrExpired, end.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// RunJobs runs the node's background jobs until ctx ends: today the hourly
+// check that renews the delegated OCSP signer before it expires.
+func (a *App) RunJobs(ctx context.Context) {
+	hc := issuance.HierarchyConfig{PublicURL: a.Config.PublicBase()}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		renewed, err := a.Hierarchy.RenewOCSPSignerIfDue(ctx, a.DB, hc, a.Config.KeyPassphrase, a.Linter, time.Now())
+		switch {
+		case err != nil && !errors.Is(err, context.Canceled):
+			a.Log.Error("renewing the OCSP signer failed; will retry", "error", err)
+		case renewed:
+			a.Log.Info("renewed the OCSP signer", "not_after", a.Hierarchy.OCSPSigner().Cert.NotAfter)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close releases the database pool.
+func (a *App) Close() { a.DB.Close() }
+
+type observers []ca.Observer
+
+func (o observers) IssueStage(stage string, d time.Duration) {
+	for _, x := range o {
+		x.IssueStage(stage, d)
+	}
+}
+
+func (o observers) IssueOutcome(outcome string, d time.Duration) {
+	for _, x := range o {
+		x.IssueOutcome(outcome, d)
+	}
+}
