@@ -243,7 +243,7 @@ func (s *Service) MintAdminToken(ctx context.Context, p pki.Principal, username 
 		ID: newUUID(), Kind: pki.TokenAdmin, AdminID: admin.ID, Name: "cli",
 		CreatedBy: p.Actor(), CreatedAt: now, ExpiresAt: now.Add(ttl),
 	}
-	jwt, err := s.tokens.Mint(auth.Claims{TokenID: t.ID, Kind: t.Kind, Subject: admin.ID, ExpiresAt: t.ExpiresAt})
+	jwt, err := s.tokens.Mint(auth.Claims{TokenID: t.ID, Kind: t.Kind, Subject: admin.ID, Username: admin.Username, ExpiresAt: t.ExpiresAt})
 	if err != nil {
 		return "", err
 	}

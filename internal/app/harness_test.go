@@ -1,0 +1,239 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pkid/pkid/internal/app"
+	"github.com/pkid/pkid/internal/auth"
+	"github.com/pkid/pkid/internal/ca"
+	"github.com/pkid/pkid/internal/config"
+	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/lint"
+	"github.com/pkid/pkid/internal/pki"
+	"github.com/pkid/pkid/internal/store"
+	"github.com/pkid/pkid/internal/testdb"
+)
+
+const testPassphrase = "correct horse battery staple"
+
+// node is one pkid node under test: the App and an HTTP server in front of it.
+type node struct {
+	t      *testing.T
+	app    *app.App
+	srv    *httptest.Server
+	admin  string // admin API token
+	dbURL  string
+	rawDB  *store.DB
+	passph []byte
+}
+
+// newNode initialises a fresh database with a CA hierarchy and an
+// administrator and serves it.
+func newNode(t *testing.T) *node {
+	t.Helper()
+	ctx := context.Background()
+	url := testdb.New(t)
+	db, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	l, err := lint.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := []byte(testPassphrase)
+	if _, _, err := ca.Init(ctx, db, issuance.HierarchyConfig{PublicURL: "http://pkid.test"}, pass, l, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.EnsureKey(ctx, db, pass, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return startNode(t, url, db, pass)
+}
+
+// startNode serves an already initialised database (a second node).
+func startNode(t *testing.T, url string, db *store.DB, pass []byte) *node {
+	t.Helper()
+	ctx := context.Background()
+	cfg := config.Defaults()
+	cfg.DatabaseURL = url
+	cfg.PublicURL = "http://pkid.test"
+	cfg.KeyPassphrase = pass
+	cfg.AutoMigrate = false
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	a, err := app.New(ctx, cfg, log, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	srv := httptest.NewServer(a.Handler)
+	t.Cleanup(srv.Close)
+	n := &node{t: t, app: a, srv: srv, dbURL: url, rawDB: db, passph: pass}
+	n.admin = n.mintAdmin()
+	return n
+}
+
+func (n *node) mintAdmin() string {
+	n.t.Helper()
+	ctx := context.Background()
+	name := "root-" + randomHex(n.t, 4)
+	if _, err := n.app.Accounts.CreateAdmin(ctx, pki.Principal{Kind: pki.PrincipalSystem}, name, "a long enough password"); err != nil {
+		n.t.Fatal(err)
+	}
+	tok, err := n.app.Accounts.MintAdminToken(ctx, pki.Principal{Kind: pki.PrincipalSystem}, name, time.Hour)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return tok
+}
+
+// response is a decoded HTTP answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("body is not a JSON object: %v: %s", err, r.body)
+	}
+	return m
+}
+
+// do sends a request with an optional bearer token and JSON body (a string
+// is sent as is, anything else is marshalled).
+func (n *node) do(method, path, token string, body any) response {
+	n.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequest(method, n.srv.URL+path, rd)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := n.srv.Client().Do(req)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// account creates an account on plan and returns its id and a fresh token.
+func (n *node) account(name string, plan pki.Plan) (id, token string) {
+	n.t.Helper()
+	r := n.do("POST", "/admin/api/accounts", n.admin, map[string]any{"name": name, "plan": plan})
+	if r.status != http.StatusCreated {
+		n.t.Fatalf("create account: %d %s", r.status, r.body)
+	}
+	id = r.json(n.t)["id"].(string)
+	r = n.do("POST", "/admin/api/accounts/"+id+"/tokens", n.admin, map[string]any{"name": "test", "ttl_hours": 2})
+	if r.status != http.StatusCreated {
+		n.t.Fatalf("mint token: %d %s", r.status, r.body)
+	}
+	return id, r.json(n.t)["token"].(string)
+}
+
+// issue posts csrPEM and returns the answer.
+func (n *node) issue(token, csrPEM string) response {
+	n.t.Helper()
+	return n.do("POST", "/api/v1/certificates", token, map[string]any{"csr": csrPEM})
+}
+
+// counts returns how many certificate rows exist and how many signatures the
+// intermediate has made: a refusal must change neither.
+func (n *node) counts() (rows int, sigs uint64) {
+	n.t.Helper()
+	err := n.rawDB.Pool().QueryRow(context.Background(), "SELECT count(*) FROM certificates").Scan(&rows)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return rows, n.app.Hierarchy.Intermediate().Signatures()
+}
+
+// opensslCSR makes a key and CSR with the real openssl binary. keyArgs are
+// the -newkey arguments, e.g. "ec -pkeyopt ec_paramgen_curve:P-256".
+func opensslCSR(t *testing.T, subj string, extra ...string) (csrPEM string, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	keyFile = filepath.Join(dir, "key.pem")
+	csrFile := filepath.Join(dir, "csr.pem")
+	args := []string{"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", keyFile, "-subj", subj, "-out", csrFile}
+	args = append(args, extra...)
+	out, err := exec.Command("openssl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl req: %v: %s", err, out)
+	}
+	b, err := os.ReadFile(csrFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), keyFile
+}
+
+func parseCertPEM(t *testing.T, s string) *x509.Certificate {
+	t.Helper()
+	b, rest := pem.Decode([]byte(s))
+	if b == nil || strings.TrimSpace(string(rest)) != "" {
+		t.Fatalf("not exactly one PEM certificate: %q", s)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
