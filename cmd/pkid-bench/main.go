@@ -1,0 +1,410 @@
+// Command pkid-bench measures end-to-end certificate issuance: POST
+// /api/v1/certificates over loopback HTTP with keep-alive connections,
+// ECDSA P-256 CSRs, against a real Postgres (fsync on, the server's own
+// settings), at several concurrencies. In the same run it measures the
+// ceiling, CSR check + signing on all cores in process with no HTTP and no
+// database, so that every figure comes with its distance from the limit.
+//
+//	go run ./cmd/pkid-bench [-duration 10s] [-concurrency 1,8,64] [-database-url URL]
+//
+// It creates a scratch database (pkid_bench_<random>) on the server named by
+// -database-url and drops it at the end. The server under test runs in this
+// process (same binary code as `pkid serve`: internal/app); the load
+// generator shares the machine's cores with it, as the issue asks.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pkid/pkid/internal/app"
+	"github.com/pkid/pkid/internal/auth"
+	"github.com/pkid/pkid/internal/ca"
+	"github.com/pkid/pkid/internal/config"
+	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/lint"
+	"github.com/pkid/pkid/internal/pki"
+	"github.com/pkid/pkid/internal/policy"
+	"github.com/pkid/pkid/internal/server"
+	"github.com/pkid/pkid/internal/store"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "pkid-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	dbURL := flag.String("database-url", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "a Postgres server to create the scratch database on")
+	duration := flag.Duration("duration", 10*time.Second, "how long each measurement runs")
+	concList := flag.String("concurrency", "1,8,64", "comma-separated client concurrencies")
+	noLintConc := flag.Int("nolint-concurrency", 64, "concurrency of the run with linting off (0 skips it)")
+	flag.Parse()
+	var concs []int
+	for _, s := range strings.Split(*concList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad -concurrency %q", *concList)
+		}
+		concs = append(concs, n)
+	}
+
+	ctx := context.Background()
+	scratch, drop, err := scratchDatabase(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer drop()
+
+	cfg := config.Defaults()
+	cfg.DatabaseURL = scratch
+	cfg.KeyPassphrase = []byte("bench passphrase")
+	cfg.PublicURL = "http://pkid.bench"
+	if err := store.Migrate(ctx, scratch, slog.New(slog.DiscardHandler)); err != nil {
+		return err
+	}
+	if err := initCA(ctx, cfg); err != nil {
+		return err
+	}
+
+	csrs, err := makeCSRs(2048)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("# pkid-bench  %s  GOMAXPROCS=%d  %s\n\n", time.Now().UTC().Format(time.RFC3339), runtime.GOMAXPROCS(0), runtime.Version())
+
+	// The ceiling: CSR check + lint + sign on every core, no HTTP, no DB.
+	fmt.Println("## Ceiling: in process, all cores, no HTTP, no database")
+	fmt.Println()
+	fmt.Println("| stage | certificates/s |")
+	fmt.Println("| --- | ---: |")
+	ceilNoLint, err := ceiling(ctx, cfg, csrs, *duration, false)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("| CSR check + sign | %.0f |\n", ceilNoLint)
+	ceilLint, err := ceiling(ctx, cfg, csrs, *duration, true)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("| CSR check + lint + sign | %.0f |\n\n", ceilLint)
+
+	fmt.Println("## End to end: POST /api/v1/certificates over loopback, Postgres fsync on")
+	fmt.Println()
+	fmt.Println("| lint | concurrency | certificates/s | p50 ms | p99 ms | errors | of ceiling |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	stages := &stageObserver{}
+	for _, c := range concs {
+		res, err := endToEnd(ctx, cfg, csrs, c, *duration, false, stages)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| on | %d | %.0f | %.1f | %.1f | %d | %.0f%% |\n", c, res.rate, ms(res.p50), ms(res.p99), res.errors, 100*res.rate/ceilLint)
+	}
+	if *noLintConc > 0 {
+		res, err := endToEnd(ctx, cfg, csrs, *noLintConc, *duration, true, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| off | %d | %.0f | %.1f | %.1f | %d | %.0f%% |\n", *noLintConc, res.rate, ms(res.p50), ms(res.p99), res.errors, 100*res.rate/ceilNoLint)
+	}
+	fmt.Println()
+	fmt.Println("## Cost of each issuance stage (mean over the lint-on runs, server side)")
+	fmt.Println()
+	fmt.Println("| stage | mean µs |")
+	fmt.Println("| --- | ---: |")
+	for _, s := range stages.summary() {
+		fmt.Printf("| %s | %.0f |\n", s.name, s.meanMicros)
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// scratchDatabase creates an empty database on the server of adminURL and
+// returns its URL and a function that drops it.
+func scratchDatabase(ctx context.Context, adminURL string) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("connecting to %s: %w", adminURL, err)
+	}
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	name := "pkid_bench_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		conn.Close(ctx)
+		return "", nil, err
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	return u.String(), func() {
+		_, _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		conn.Close(context.Background())
+	}, nil
+}
+
+func initCA(ctx context.Context, cfg config.Config) error {
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	l, err := lint.New()
+	if err != nil {
+		return err
+	}
+	if _, _, err := ca.Init(ctx, db, issuance.HierarchyConfig{PublicURL: cfg.PublicURL}, cfg.KeyPassphrase, l, time.Now()); err != nil {
+		return err
+	}
+	_, err = auth.EnsureKey(ctx, db, cfg.KeyPassphrase, time.Now())
+	return err
+}
+
+func makeCSRs(n int) ([]string, error) {
+	out := make([]string, n)
+	for i := range out {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+			Subject: pkix.Name{CommonName: fmt.Sprintf("client-%d.bench.test", i)},
+		}, k)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	}
+	return out, nil
+}
+
+// ceiling runs CSR parsing and checking, certificate preparation (with or
+// without lint) and signing on GOMAXPROCS goroutines for d.
+func ceiling(ctx context.Context, cfg config.Config, csrs []string, d time.Duration, withLint bool) (float64, error) {
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return 0, err
+	}
+	h, err := ca.LoadHierarchy(ctx, db, cfg.KeyPassphrase, time.Now())
+	db.Close()
+	if err != nil {
+		return 0, err
+	}
+	var l *lint.Linter
+	if withLint {
+		if l, err = lint.New(); err != nil {
+			return 0, err
+		}
+	}
+	issuer := h.Intermediate()
+	profile := issuance.ClientProfile{PublicURL: cfg.PublicURL}
+	var done atomic.Int64
+	var firstErr atomic.Value
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; time.Now().Before(deadline); i++ {
+				csr, err := policy.ParseCSR(csrs[i%len(csrs)])
+				if err == nil {
+					var checked *policy.Checked
+					if checked, err = policy.CheckCSR(csr, policy.DefaultLimits()); err == nil {
+						now := time.Now()
+						var p *issuance.Prepared
+						p, err = issuer.Prepare(profile, issuance.ClientRequest{
+							Serial: pki.MustNewSerial(), PublicKey: checked.PublicKey, CommonName: checked.CommonName,
+							Organization: "Bench", AccountID: "00000000-0000-4000-8000-000000000000",
+							NotBefore: now.Add(-5 * time.Minute), NotAfter: now.Add(90 * 24 * time.Hour),
+						}, l)
+						if err == nil {
+							_, err = issuer.Issue(p)
+						}
+					}
+				}
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				done.Add(1)
+			}
+		}(w)
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
+	}
+	return float64(done.Load()) / d.Seconds(), nil
+}
+
+type result struct {
+	rate     float64
+	p50, p99 time.Duration
+	errors   int64
+}
+
+// endToEnd serves a fresh App on a loopback listener and drives it with c
+// clients for d.
+func endToEnd(ctx context.Context, cfg config.Config, csrs []string, c int, d time.Duration, noLint bool, obs ca.Observer) (result, error) {
+	opts := app.Options{DisableLint: noLint, SkipMigrate: true, MaxDBConns: int32(max(8, min(c, 32)))}
+	if obs != nil {
+		opts.CAObserver = obs
+	}
+	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler), opts)
+	if err != nil {
+		return result{}, err
+	}
+	defer a.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	srv := server.NewHTTPServer(ln.Addr().String(), a.Handler, slog.New(slog.DiscardHandler))
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	base := "http://" + ln.Addr().String()
+
+	token, err := benchAccount(ctx, a)
+	if err != nil {
+		return result{}, err
+	}
+	bodies := make([][]byte, len(csrs))
+	for i, csr := range csrs {
+		bodies[i], _ = json.Marshal(map[string]string{"csr": csr})
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}}
+
+	// Warm up connections, statement caches and the pool.
+	drive(client, base, token, bodies, c, time.Second)
+	lat, errs := drive(client, base, token, bodies, c, d)
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return result{}, errors.New("no request succeeded")
+	}
+	return result{
+		rate:   float64(len(lat)) / d.Seconds(),
+		p50:    lat[len(lat)/2],
+		p99:    lat[len(lat)*99/100],
+		errors: errs,
+	}, nil
+}
+
+// benchAccount creates an Enterprise account with a token, through the same
+// use cases as the admin API.
+func benchAccount(ctx context.Context, a *app.App) (string, error) {
+	sys := pki.Principal{Kind: pki.PrincipalSystem}
+	acct, err := a.Accounts.CreateAccount(ctx, sys, "Bench Corp", pki.PlanEnterprise, "")
+	if err != nil {
+		return "", err
+	}
+	_, token, err := a.Accounts.MintToken(ctx, sys, acct.ID, "bench", time.Hour, "")
+	return token, err
+}
+
+// drive runs c clients posting CSRs for d and returns the latencies of the
+// 201 answers and the number of other outcomes.
+func drive(client *http.Client, base, token string, bodies [][]byte, c int, d time.Duration) ([]time.Duration, int64) {
+	var mu sync.Mutex
+	var all []time.Duration
+	var errs atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			var lat []time.Duration
+			for i := w; time.Now().Before(deadline); i += c {
+				req, _ := http.NewRequest("POST", base+"/api/v1/certificates", bytes.NewReader(bodies[i%len(bodies)]))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+token)
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					errs.Add(1)
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}(w)
+	}
+	wg.Wait()
+	return all, errs.Load()
+}
+
+// stageObserver accumulates the server's per-stage timings.
+type stageObserver struct {
+	mu     sync.Mutex
+	totals map[string]time.Duration
+	counts map[string]int64
+}
+
+func (s *stageObserver) IssueStage(stage string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.totals == nil {
+		s.totals, s.counts = map[string]time.Duration{}, map[string]int64{}
+	}
+	s.totals[stage] += d
+	s.counts[stage]++
+}
+
+func (s *stageObserver) IssueOutcome(string, time.Duration) {}
+
+type stageSummary struct {
+	name       string
+	meanMicros float64
+}
+
+func (s *stageObserver) summary() []stageSummary {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []stageSummary
+	for _, name := range []string{"check", "lint", "record", "sign", "commit"} {
+		if n := s.counts[name]; n > 0 {
+			out = append(out, stageSummary{name, float64(s.totals[name].Microseconds()) / float64(n)})
+		}
+	}
+	return out
+}
