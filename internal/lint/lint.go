@@ -45,6 +45,11 @@ var ExcludedSources = map[zl.LintSource]string{
 // ExcludedLints are individual lints from otherwise included sources that
 // pkid does not run, each with the reason.
 var ExcludedLints = map[string]string{
+	// BR 7.1.2.10.2 wants a countryName in every publicly trusted CA's
+	// subject, to tie it to a jurisdiction for root programs. pkid's CAs are
+	// private, named by their operator (O, CN), and RFC 5280 asks for no
+	// country.
+	"e_ca_country_name_missing": "BR 7.1.2.10.2 countryName in CA subjects ties publicly trusted CAs to a jurisdiction for root programs; pkid's CAs are private and RFC 5280 does not require it",
 	// It verifies the certificate's signature against eight P-384 keys of a
 	// public CA compromised in 2025 (about 5 ms per certificate, more than
 	// every other lint together). pkid lints certificates signed by a

@@ -1,0 +1,190 @@
+// Package issuance is the only package of pkid that signs. It builds pkid's
+// CA hierarchy (root, issuing intermediate, delegated OCSP responder) and the
+// client certificates that are the product, and it never signs anything that
+// zlint has not seen first.
+//
+// Every certificate goes through the same two steps, after Boulder's
+// issuance package. Prepare builds the exact certificate, signs it with a
+// throwaway key that no one trusts and lints the result; it returns a
+// single-use token. Issue signs the same template with the real key, checks
+// that the to-be-signed bytes are identical to those that were linted, and
+// returns the DER. A refusal at any point before Issue leaves no signature
+// behind, which Signatures lets callers and tests observe.
+//
+// Keys are only ever crypto.Signer: a key in memory, in an HSM or in a KMS
+// are the same here. The package does no I/O beyond asking a Signer to sign.
+package issuance
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// Issuer is a certificate and the key that signs in its name: a CA
+// certificate, or the delegated OCSP responder's certificate.
+type Issuer struct {
+	// ID is the lowercase hex SHA-256 of Cert.Raw, the issuer's name in the
+	// database.
+	ID string
+	// Cert is the issuer's certificate.
+	Cert *x509.Certificate
+	// Signer is the issuer's private key. It is exported so that the key can
+	// be sealed for storage; signing with it directly bypasses linting and
+	// the signature count, so nothing outside this package should.
+	Signer crypto.Signer
+
+	// sigAlg is the signature algorithm every signature of this issuer uses,
+	// fixed so that the throwaway key and the real key produce identical
+	// to-be-signed bytes.
+	sigAlg x509.SignatureAlgorithm
+	// signatures counts the real signatures made with Signer.
+	signatures atomic.Uint64
+
+	throwawayOnce sync.Once
+	throwaway     *throwaway
+	throwawayErr  error
+}
+
+// throwaway is a key of the same type as an issuer's key and a copy of the
+// issuer's certificate that names it, so that x509.CreateCertificate (which
+// refuses a parent whose public key does not match the signer) produces the
+// same to-be-signed bytes as it will with the real key: the issuer name comes
+// from RawSubject, the authority key identifier from SubjectKeyId and the
+// signature algorithm from sigAlg, none of which change.
+//
+// One throwaway key per Issuer is generated on first use and reused for every
+// certificate that issuer prepares. That is safe because nothing trusts it:
+// its public half is in no certificate that ever leaves the process (the fake
+// parent lives only in memory), so a lint certificate is a signature that
+// chains to nothing, whoever reads it from the database. Reuse saves a key
+// generation per certificate (about 20 µs for P-256, seconds for RSA).
+type throwaway struct {
+	signer crypto.Signer
+	parent *x509.Certificate
+}
+
+// NewIssuer returns the Issuer for a DER certificate and the key that
+// certifies. It fails unless signer's public key is the certificate's and the
+// key is of a type pkid signs with.
+func NewIssuer(certDER []byte, signer crypto.Signer) (*Issuer, error) {
+	cert, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return nil, fmt.Errorf("issuance: parsing issuer certificate: %w", err)
+	}
+	if signer == nil {
+		return nil, errors.New("issuance: no signer")
+	}
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return nil, fmt.Errorf("issuance: the signer's public key is not the key of %q", cert.Subject)
+	}
+	alg, err := signatureAlgorithm(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(cert.Raw)
+	return &Issuer{ID: hex.EncodeToString(sum[:]), Cert: cert, Signer: signer, sigAlg: alg}, nil
+}
+
+// Signatures returns how many times this issuer's key has been asked to sign
+// (certificates, and later CRLs and OCSP responses). The throwaway key's
+// signatures are not counted. Tests use it to show that a refusal signed
+// nothing; serve can export it as a metric.
+func (i *Issuer) Signatures() uint64 { return i.signatures.Load() }
+
+// GenerateKey returns a new ECDSA private key on curve, from crypto/rand. pkid
+// uses P-384 for the root and P-256 for everything that signs often.
+func GenerateKey(curve elliptic.Curve) (crypto.Signer, error) {
+	switch curve {
+	case elliptic.P256(), elliptic.P384(), elliptic.P521():
+	default:
+		return nil, errors.New("issuance: GenerateKey supports P-256, P-384 and P-521 only")
+	}
+	key, err := ecdsa.GenerateKey(curve, rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("issuance: generating key: %w", err)
+	}
+	return key, nil
+}
+
+// signatureAlgorithm picks the algorithm an issuer with key pub signs with:
+// ECDSA with the hash that matches the curve (RFC 5480 §4), RSA PKCS #1 v1.5
+// with SHA-256 (the most widely verifiable), or Ed25519.
+func signatureAlgorithm(pub crypto.PublicKey) (x509.SignatureAlgorithm, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return x509.ECDSAWithSHA256, nil
+		case elliptic.P384():
+			return x509.ECDSAWithSHA384, nil
+		case elliptic.P521():
+			return x509.ECDSAWithSHA512, nil
+		}
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return 0, fmt.Errorf("issuance: %d-bit RSA issuer keys are too weak", k.N.BitLen())
+		}
+		return x509.SHA256WithRSA, nil
+	case ed25519.PublicKey:
+		return x509.PureEd25519, nil
+	}
+	return 0, fmt.Errorf("issuance: unsupported issuer key type %T", pub)
+}
+
+// newThrowawayKey returns a fresh software key of the same kind as pub, so
+// that it produces signatures of the same algorithm.
+func newThrowawayKey(pub crypto.PublicKey) (crypto.Signer, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		return ecdsa.GenerateKey(k.Curve, rand.Reader)
+	case *rsa.PublicKey:
+		// The signature algorithm (SHA256WithRSA) does not depend on the
+		// modulus size, so the smallest acceptable key does.
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case ed25519.PublicKey:
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		return priv, err
+	}
+	return nil, fmt.Errorf("issuance: unsupported issuer key type %T", pub)
+}
+
+// throwawayFor returns the issuer's throwaway key and fake parent, creating
+// them on first use.
+func (i *Issuer) throwawayFor() (*throwaway, error) {
+	i.throwawayOnce.Do(func() {
+		key, err := newThrowawayKey(i.Cert.PublicKey)
+		if err != nil {
+			i.throwawayErr = fmt.Errorf("issuance: generating throwaway key: %w", err)
+			return
+		}
+		parent := *i.Cert
+		parent.PublicKey = key.Public()
+		i.throwaway = &throwaway{signer: key, parent: &parent}
+	})
+	return i.throwaway, i.throwawayErr
+}
+
+// countingSigner is the issuer's key with every use counted.
+type countingSigner struct{ i *Issuer }
+
+func (s countingSigner) Public() crypto.PublicKey { return s.i.Signer.Public() }
+
+func (s countingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	// Counted before the call: an HSM that fails half-way may still have
+	// produced a signature somewhere.
+	s.i.signatures.Add(1)
+	return s.i.Signer.Sign(r, digest, opts)
+}
