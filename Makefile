@@ -7,6 +7,7 @@
 #   make fuzz     every Fuzz target in the tree for FUZZTIME (default 10s) each
 #   make bench    Go benchmarks and the end-to-end load benchmark, raw output in bench/out/
 #   make vuln     govulncheck (pinned); warns instead of failing when its database is unreachable
+#   make openapi  validates api/openapi.yaml with Redocly CLI (pinned, from npm; needs npx)
 #   make clean    removes bin/ and bench/out/ (never var/: it holds the dev CA's passphrase)
 
 SHELL := /bin/bash
@@ -21,6 +22,7 @@ TOOLS := $(CURDIR)/bin/tools
 # not turn red on its own. Bump deliberately.
 STATICCHECK_VERSION := v0.8.2
 GOVULNCHECK_VERSION := v1.9.0
+REDOCLY_VERSION := 2.77.0
 # Versioned paths, so that a bump installs the new release beside the old.
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 GOVULNCHECK := $(TOOLS)/govulncheck-$(GOVULNCHECK_VERSION)/govulncheck
@@ -28,7 +30,7 @@ GOVULNCHECK := $(TOOLS)/govulncheck-$(GOVULNCHECK_VERSION)/govulncheck
 FUZZTIME ?= 10s
 SMOKE ?= ../shared/contract-smoke.sh
 
-.PHONY: build run test unit smoke lint fuzz bench vuln clean
+.PHONY: build run test unit smoke lint fuzz bench vuln openapi clean
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -83,6 +85,10 @@ bench:
 
 vuln: $(GOVULNCHECK)
 	scripts/vulncheck.sh $(GOVULNCHECK)
+
+# Structure and references of the API description; style warnings do not fail.
+openapi:
+	npx --yes @redocly/cli@$(REDOCLY_VERSION) lint --format=stylish api/openapi.yaml
 
 clean:
 	rm -rf bin bench/out
