@@ -29,8 +29,8 @@ describe() {
 }
 
 gofile="$out/$stamp-go.txt"
-# shellcheck disable=SC2086 # BENCHFLAGS is a list of flags
-cmd=(go test -run '^$' -bench . -benchmem ${BENCHFLAGS:-} ./...)
+read -ra flags <<<"${BENCHFLAGS:-}"
+cmd=(go test -run '^$' -bench . -benchmem "${flags[@]}" ./...)
 echo "bench: ${cmd[*]} > $gofile"
 {
   describe "${cmd[*]}"
@@ -39,8 +39,8 @@ echo "bench: ${cmd[*]} > $gofile"
 
 if [ -d cmd/pkid-bench ]; then
   e2efile="$out/$stamp-pkid-bench.txt"
-  # shellcheck disable=SC2086 # PKID_BENCH_ARGS is a list of arguments
-  cmd=(go run ./cmd/pkid-bench ${PKID_BENCH_ARGS:-})
+  read -ra args <<<"${PKID_BENCH_ARGS:-}"
+  cmd=(go run ./cmd/pkid-bench "${args[@]}")
   echo "bench: ${cmd[*]} > $e2efile"
   {
     describe "${cmd[*]}"

@@ -9,7 +9,7 @@
 # and this script warns and passes, since no verdict was possible. Any other
 # failure (the code does not build, a vulnerability is called) fails.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit
 
 govulncheck=${1:?usage: vulncheck.sh PATH-TO-GOVULNCHECK}
 log=$(mktemp)
