@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS certificates_created_idx;
