@@ -77,7 +77,7 @@ func parseCases() []csrCase {
 		{id: "C-02", name: "truncated by one byte", csr: func(t testing.TB) string { d := goodDER(t); return csrPEM(d[:len(d)-1]) }, kind: pki.KindBadCSR},
 		{id: "C-02", name: "raw DER without PEM", csr: func(t testing.TB) string { return string(goodDER(t)) }, kind: pki.KindBadCSR},
 		{id: "C-02", name: "missing END line", csr: func(t testing.TB) string { s := good(t); return s[:strings.Index(s, "-----END")] }, kind: pki.KindBadCSR},
-		{id: "C-33", name: "larger than 64 KiB", csr: func(t testing.TB) string { return good(t) + strings.Repeat(" ", MaxCSRSize) }, kind: pki.KindBadCSR},
+		{id: "C-33", name: "larger than 64 KiB", csr: func(t testing.TB) string { return good(t) + strings.Repeat(" ", maxCSRSize) }, kind: pki.KindBadCSR},
 		{id: "C-03", name: "label CERTIFICATE", csr: func(t testing.TB) string { return pemOf("CERTIFICATE", goodDER(t)) }, kind: pki.KindBadCSR},
 		{id: "C-03", name: "label PRIVATE KEY", csr: privateKeyPEM("PRIVATE KEY"), kind: pki.KindBadCSR},
 		{id: "C-03", name: "label EC PRIVATE KEY", csr: privateKeyPEM("EC PRIVATE KEY"), kind: pki.KindBadCSR},

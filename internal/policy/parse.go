@@ -14,10 +14,10 @@ import (
 	"github.com/pkid/pkid/internal/pki"
 )
 
-// MaxCSRSize is the largest CSR text ParseCSR decodes. A CSR with a 4096-bit
+// maxCSRSize is the largest CSR text ParseCSR decodes. A CSR with a 4096-bit
 // RSA key and a hundred long names fits in well under 16 KiB; the cap bounds
 // the PEM and ASN.1 work on hostile input (SECURITY.md C-02, C-33).
-const MaxCSRSize = 64 << 10
+const maxCSRSize = 64 << 10
 
 // The PEM labels accepted for a CSR. RFC 7468 §7: generators MUST use
 // "CERTIFICATE REQUEST"; parsers MAY accept "NEW CERTIFICATE REQUEST", which
@@ -39,12 +39,12 @@ const (
 // crypto/x509 cannot parse (an unsupported curve such as secp256k1, a point
 // off the curve) is badPublicKey (SECURITY.md C-16, C-17). No error detail
 // echoes the input: the block might be a private key. Input larger than
-// MaxCSRSize is refused before any decoding.
+// 64 KiB is refused before any decoding.
 //
 // ParseCSR does not verify the signature or apply any policy; CheckCSR does.
 func ParseCSR(text string) (*x509.CertificateRequest, error) {
-	if len(text) > MaxCSRSize {
-		return nil, badCSR("the certificate request is larger than %d KiB", MaxCSRSize>>10)
+	if len(text) > maxCSRSize {
+		return nil, badCSR("the certificate request is larger than %d KiB", maxCSRSize>>10)
 	}
 	body := trimSpace(text)
 	if body == "" {

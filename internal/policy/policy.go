@@ -27,7 +27,7 @@ type Checked struct {
 	PublicKey  crypto.PublicKey // *ecdsa.PublicKey (P-256/P-384) or *rsa.PublicKey (2048/3072/4096, e=65537)
 	CommonName string           // validated, may be "" only if DNSNames non-empty
 	DNSNames   []string         // validated, lower-case A-labels, deduplicated, in CSR order
-	SPKISHA256 [32]byte         // SHA-256 of the DER SubjectPublicKeyInfo
+	SPKISHA256 [32]byte         // SHA-256 of the DER SubjectPublicKeyInfo, canonically encoded (as x509.MarshalPKIXPublicKey)
 }
 
 // Limits configures what is accepted; DefaultLimits returns the defaults.
