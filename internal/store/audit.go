@@ -157,16 +157,6 @@ func queueAudit(b *pgx.Batch, ev *pki.AuditEvent) error {
 	return nil
 }
 
-// insertAudit writes ev inside tx.
-func insertAudit(ctx context.Context, tx pgx.Tx, ev *pki.AuditEvent) error {
-	args, err := auditArgs(ev)
-	if err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, insertAuditSQL, args...)
-	return err
-}
-
 const auditSelect = `SELECT id, occurred_at, actor, action, outcome, COALESCE(account_id::text, ''),
 	COALESCE(serial, ''), COALESCE(request_id, ''), detail FROM audit_events`
 

@@ -291,7 +291,8 @@ func encodeCursor(createdAt time.Time, serial pki.Serial) string {
 	return cursorEncoding.EncodeToString(b)
 }
 
-var cursorEncoding = base64.RawURLEncoding
+// cursorEncoding is strict so that each position has exactly one cursor.
+var cursorEncoding = base64.RawURLEncoding.Strict()
 
 // maxCursorMicros is the end of year 9999 in microseconds since the epoch:
 // past it Postgres cannot compare the time, and no row was created there.
