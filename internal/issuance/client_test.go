@@ -9,7 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
-	"math/big"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -428,19 +428,35 @@ func TestTBSDeterminism(t *testing.T) {
 	}
 }
 
-// TestTBSMismatchDetected changes the prepared template behind Issue's back:
-// the signed certificate no longer matches the linted one, and Issue refuses
-// to return it.
-func TestTBSMismatchDetected(t *testing.T) {
+// faultySigner is an HSM that returns broken signatures.
+type faultySigner struct{ crypto.Signer }
+
+func (f faultySigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := f.Signer.Sign(r, digest, opts)
+	if err == nil {
+		sig[len(sig)-1] ^= 0x01
+	}
+	return sig, err
+}
+
+// TestIssueChecksSignature: a signature that does not verify under the
+// issuer's certificate is never returned as a certificate.
+func TestIssueChecksSignature(t *testing.T) {
 	h := newHierarchy(t, HierarchyConfig{})
-	prep, err := h.intermediate.Prepare(testProfile(), testRequest(t, mustKey(t, elliptic.P256()).Public()), testLinter(t))
+	faulty, err := NewIssuer(h.intermediate.Cert.Raw, faultySigner{h.intermediate.Signer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	prep.tmpl.SerialNumber = new(big.Int).Add(prep.tmpl.SerialNumber, big.NewInt(1))
-	der, err := h.intermediate.Issue(prep)
-	if !errors.Is(err, ErrTBSMismatch) || der != nil {
-		t.Fatalf("Issue = %x, %v; want ErrTBSMismatch and no certificate", der, err)
+	prep, err := faulty.Prepare(testProfile(), testRequest(t, mustKey(t, elliptic.P256()).Public()), testLinter(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := faulty.Issue(prep)
+	if err == nil || der != nil {
+		t.Fatalf("Issue with a faulty signer = %x, %v; want an error", der, err)
+	}
+	if faulty.Signatures() != 1 {
+		t.Errorf("Signatures() = %d, want 1: the key was used", faulty.Signatures())
 	}
 }
 

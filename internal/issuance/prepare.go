@@ -59,44 +59,27 @@ type Prepared struct {
 	LintDER []byte
 
 	issuer   *Issuer
-	tmpl     *x509.Certificate
-	pub      crypto.PublicKey
-	lintTBS  []byte
+	serial   pki.Serial
+	tbs      []byte // the tbsCertificate of LintDER
+	sigAlgID []byte // its signatureAlgorithm, DER
 	redeemed atomic.Bool
 }
 
 // Serial returns the serial number of the prepared certificate.
-func (p *Prepared) Serial() pki.Serial { return pki.SerialFromBig(p.tmpl.SerialNumber) }
+func (p *Prepared) Serial() pki.Serial { return p.serial }
 
 // prepare signs tmpl for pub with the issuer's throwaway key, lints the
-// result and returns the token that Issue redeems. An issuer without a
-// certificate is a root about to sign itself: tmpl is then its own parent.
+// result and returns the token that Issue redeems.
 func (i *Issuer) prepare(tmpl *x509.Certificate, pub crypto.PublicKey, l certLinter) (*Prepared, error) {
 	if l == nil {
 		return nil, errors.New("issuance: no linter: pkid never signs what it has not linted")
 	}
-	tmpl.SignatureAlgorithm = i.sigAlg
-	var (
-		parent *x509.Certificate
-		signer crypto.Signer
-	)
-	if i.Cert == nil {
-		// A self-signed certificate: the template is the parent and carries
-		// no public key, so CreateCertificate accepts any signer. The
-		// throwaway key is fresh: roots are made once.
-		key, err := newThrowawayKey(i.Signer.Public())
-		if err != nil {
-			return nil, fmt.Errorf("issuance: generating throwaway key: %w", err)
-		}
-		parent, signer = tmpl, key
-	} else {
-		tw, err := i.throwawayFor()
-		if err != nil {
-			return nil, err
-		}
-		parent, signer = tw.parent, tw.signer
+	tw, err := i.throwawayFor()
+	if err != nil {
+		return nil, err
 	}
-	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+	tmpl.SignatureAlgorithm = i.sigAlg
+	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, tw.parent, pub, tw.signer)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
@@ -104,18 +87,25 @@ func (i *Issuer) prepare(tmpl *x509.Certificate, pub crypto.PublicKey, l certLin
 	if err := l.Certificate(lintDER); err != nil {
 		return nil, &LintError{Serial: serial, Err: err}
 	}
-	tbs, err := rawTBS(lintDER)
+	parts, err := splitCertificate(lintDER)
 	if err != nil {
 		return nil, err
 	}
-	return &Prepared{LintDER: lintDER, issuer: i, tmpl: tmpl, pub: pub, lintTBS: tbs}, nil
+	return &Prepared{LintDER: lintDER, issuer: i, serial: serial, tbs: parts.TBS.FullBytes, sigAlgID: parts.Algorithm.FullBytes}, nil
 }
 
 // Issue signs the prepared certificate with the issuer's real key, exactly
 // once: a second call with the same Prepared fails with ErrAlreadyIssued
-// without signing. It checks that the to-be-signed bytes of the result equal
-// those that were linted, byte for byte (Boulder's tbsCertIsDeterministic),
-// and returns the certificate's DER only then.
+// without signing.
+//
+// The real key signs the linted tbsCertificate bytes themselves, not a
+// certificate rebuilt from the template, so what is signed is what zlint saw
+// by construction, and the template is marshalled once instead of twice
+// (about a tenth of issuance's cost). The signature is verified with the
+// issuer's certificate before the certificate is returned, as
+// x509.CreateCertificate does, to catch a faulty HSM or KMS; and the
+// tbsCertificate of the result is compared with the linted one byte for byte
+// (Boulder's tbsCertIsDeterministic), a guard on this function itself.
 func (i *Issuer) Issue(p *Prepared) ([]byte, error) {
 	if p == nil || p.issuer != i {
 		return nil, ErrWrongIssuer
@@ -123,34 +113,75 @@ func (i *Issuer) Issue(p *Prepared) ([]byte, error) {
 	if !p.redeemed.CompareAndSwap(false, true) {
 		return nil, ErrAlreadyIssued
 	}
-	parent := i.Cert
-	if parent == nil {
-		parent = p.tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, p.tmpl, parent, p.pub, countingSigner{i})
+	sig, err := i.signBytes(p.tbs)
 	if err != nil {
-		return nil, fmt.Errorf("issuance: signing certificate %s: %w", p.Serial(), err)
+		return nil, fmt.Errorf("issuance: signing certificate %s: %w", p.serial, err)
 	}
-	tbs, err := rawTBS(der)
+	der, err := asn1.Marshal(certificate{
+		TBS:       asn1.RawValue{FullBytes: p.tbs},
+		Algorithm: asn1.RawValue{FullBytes: p.sigAlgID},
+		Signature: asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)},
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("issuance: encoding certificate %s: %w", p.serial, err)
 	}
-	if !bytes.Equal(tbs, p.lintTBS) {
-		return nil, fmt.Errorf("%w (serial %s)", ErrTBSMismatch, p.Serial())
+	parts, err := splitCertificate(der)
+	if err != nil || !bytes.Equal(parts.TBS.FullBytes, p.tbs) {
+		return nil, fmt.Errorf("%w (serial %s)", ErrTBSMismatch, p.serial)
 	}
 	return der, nil
 }
 
-// rawTBS returns the tbsCertificate of a DER certificate, as encoded.
-func rawTBS(der []byte) ([]byte, error) {
-	var cert struct {
-		TBS       asn1.RawValue
-		Algorithm asn1.RawValue
-		Signature asn1.BitString
+// signBytes signs data (a tbsCertificate, later a tbsCertList or an OCSP
+// ResponseData) with the issuer's real key under its signature algorithm,
+// counts the signature, and verifies it with the issuer's certificate.
+func (i *Issuer) signBytes(data []byte) ([]byte, error) {
+	hash := signatureHash(i.sigAlg)
+	digest := data
+	if hash != 0 {
+		h := hash.New()
+		h.Write(data)
+		digest = h.Sum(nil)
 	}
-	rest, err := asn1.Unmarshal(der, &cert)
+	sig, err := countingSigner{i}.Sign(rand.Reader, digest, hash)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.Cert.CheckSignature(i.sigAlg, data, sig); err != nil {
+		return nil, fmt.Errorf("issuance: the signer returned an invalid signature: %w", err)
+	}
+	return sig, nil
+}
+
+// signatureHash is the digest the issuer's signature algorithm signs; 0 for
+// Ed25519, which signs the message itself.
+func signatureHash(alg x509.SignatureAlgorithm) crypto.Hash {
+	switch alg {
+	case x509.ECDSAWithSHA384:
+		return crypto.SHA384
+	case x509.ECDSAWithSHA512:
+		return crypto.SHA512
+	case x509.PureEd25519:
+		return 0
+	default: // ECDSAWithSHA256, SHA256WithRSA: the only others signatureAlgorithm picks
+		return crypto.SHA256
+	}
+}
+
+// certificate is the outer structure of an X.509 certificate (RFC 5280
+// §4.1), with its parts kept as encoded.
+type certificate struct {
+	TBS       asn1.RawValue
+	Algorithm asn1.RawValue
+	Signature asn1.BitString
+}
+
+// splitCertificate returns the parts of a DER certificate.
+func splitCertificate(der []byte) (*certificate, error) {
+	var c certificate
+	rest, err := asn1.Unmarshal(der, &c)
 	if err != nil || len(rest) != 0 {
-		return nil, errors.New("issuance: cannot find the tbsCertificate of a certificate just made")
+		return nil, errors.New("issuance: cannot split a certificate just made")
 	}
-	return cert.TBS.FullBytes, nil
+	return &c, nil
 }
