@@ -114,7 +114,10 @@ func (i *Issuer) Prepare(p ClientProfile, req ClientRequest, l *lint.Linter) (*P
 // prepareClient is Prepare with any linter; benchmarks measure the cost of
 // everything but zlint through it.
 func (i *Issuer) prepareClient(p ClientProfile, req ClientRequest, l certLinter) (*Prepared, error) {
-	if i.Cert == nil || !i.Cert.IsCA || i.Cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+	if i.Cert == nil || i.sigAlg == x509.UnknownSignatureAlgorithm {
+		return nil, errors.New("issuance: issuer not made by NewIssuer")
+	}
+	if !i.Cert.IsCA || i.Cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, fmt.Errorf("%w: issuer %s is not a CA", ErrBadRequest, i.ID)
 	}
 	base, err := baseURL(p.PublicURL)

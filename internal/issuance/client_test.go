@@ -314,10 +314,29 @@ func TestLintStopsBrokenProfile(t *testing.T) {
 	}
 }
 
-func TestPrepareNeedsLinter(t *testing.T) {
+// TestPrepareMisuse: no linter, or an Issuer not made by NewIssuer, is
+// refused before anything is signed.
+func TestPrepareMisuse(t *testing.T) {
 	h := newHierarchy(t, HierarchyConfig{})
-	if _, err := h.intermediate.Prepare(testProfile(), testRequest(t, mustKey(t, elliptic.P256()).Public()), nil); err == nil {
-		t.Fatal("Prepare without a linter succeeded")
+	tests := []struct {
+		name   string
+		issuer *Issuer
+		linter *lint.Linter
+	}{
+		{"no linter", h.intermediate, nil},
+		{"zero Issuer", &Issuer{}, testLinter(t)},
+		{"Issuer literal", &Issuer{ID: h.intermediate.ID, Cert: h.intermediate.Cert, Signer: h.intermediate.Signer}, testLinter(t)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			prep, err := tc.issuer.Prepare(testProfile(), testRequest(t, mustKey(t, elliptic.P256()).Public()), tc.linter)
+			if err == nil || prep != nil {
+				t.Fatal("Prepare succeeded")
+			}
+			if tc.issuer.Signatures() != 0 && tc.issuer != h.intermediate {
+				t.Error("a refusal made a signature")
+			}
+		})
 	}
 }
 

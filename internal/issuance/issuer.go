@@ -6,10 +6,15 @@
 // Every certificate goes through the same two steps, after Boulder's
 // issuance package. Prepare builds the exact certificate, signs it with a
 // throwaway key that no one trusts and lints the result; it returns a
-// single-use token. Issue signs the same template with the real key, checks
-// that the to-be-signed bytes are identical to those that were linted, and
-// returns the DER. A refusal at any point before Issue leaves no signature
-// behind, which Signatures lets callers and tests observe.
+// single-use token. Issue has the real key sign the very tbsCertificate bytes
+// that were linted, verifies the signature and returns the DER. A refusal at
+// any point before Issue leaves no signature behind, which Signatures lets
+// callers and tests observe. (The root is the exception, being its own
+// issuer: see NewRoot.)
+//
+// CRLs and OCSP responses will follow the same path: lint a copy signed by
+// the throwaway key against the fake parent, then sign the linted
+// to-be-signed bytes with signBytes.
 //
 // Keys are only ever crypto.Signer: a key in memory, in an HSM or in a KMS
 // are the same here. The package does no I/O beyond asking a Signer to sign.
@@ -58,11 +63,11 @@ type Issuer struct {
 }
 
 // throwaway is a key of the same type as an issuer's key and a copy of the
-// issuer's certificate that names it, so that x509.CreateCertificate (which
-// refuses a parent whose public key does not match the signer) produces the
-// same to-be-signed bytes as it will with the real key: the issuer name comes
-// from RawSubject, the authority key identifier from SubjectKeyId and the
-// signature algorithm from sigAlg, none of which change.
+// issuer's certificate that names it (x509.CreateCertificate refuses a parent
+// whose public key does not match the signer). The to-be-signed bytes it
+// produces are the ones the real key will sign: the issuer name comes from
+// RawSubject, the authority key identifier from SubjectKeyId and the
+// signature algorithm from sigAlg, none of which the copy changes.
 //
 // One throwaway key per Issuer is generated on first use and reused for every
 // certificate that issuer prepares. That is safe because nothing trusts it:

@@ -87,7 +87,7 @@ func (i *Issuer) prepare(tmpl *x509.Certificate, pub crypto.PublicKey, l certLin
 	if err := l.Certificate(lintDER); err != nil {
 		return nil, &LintError{Serial: serial, Err: err}
 	}
-	parts, err := splitCertificate(lintDER)
+	parts, err := splitSigned(lintDER)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +117,7 @@ func (i *Issuer) Issue(p *Prepared) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuance: signing certificate %s: %w", p.serial, err)
 	}
-	der, err := asn1.Marshal(certificate{
+	der, err := asn1.Marshal(signed{
 		TBS:       asn1.RawValue{FullBytes: p.tbs},
 		Algorithm: asn1.RawValue{FullBytes: p.sigAlgID},
 		Signature: asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)},
@@ -125,7 +125,7 @@ func (i *Issuer) Issue(p *Prepared) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuance: encoding certificate %s: %w", p.serial, err)
 	}
-	parts, err := splitCertificate(der)
+	parts, err := splitSigned(der)
 	if err != nil || !bytes.Equal(parts.TBS.FullBytes, p.tbs) {
 		return nil, fmt.Errorf("%w (serial %s)", ErrTBSMismatch, p.serial)
 	}
@@ -168,20 +168,21 @@ func signatureHash(alg x509.SignatureAlgorithm) crypto.Hash {
 	}
 }
 
-// certificate is the outer structure of an X.509 certificate (RFC 5280
-// §4.1), with its parts kept as encoded.
-type certificate struct {
+// signed is the outer structure of an X.509 certificate or CRL (RFC 5280
+// §4.1, §5.1): to-be-signed data, signature algorithm, signature, with the
+// first two kept as encoded.
+type signed struct {
 	TBS       asn1.RawValue
 	Algorithm asn1.RawValue
 	Signature asn1.BitString
 }
 
-// splitCertificate returns the parts of a DER certificate.
-func splitCertificate(der []byte) (*certificate, error) {
-	var c certificate
-	rest, err := asn1.Unmarshal(der, &c)
+// splitSigned returns the parts of a DER certificate or CRL.
+func splitSigned(der []byte) (*signed, error) {
+	var s signed
+	rest, err := asn1.Unmarshal(der, &s)
 	if err != nil || len(rest) != 0 {
-		return nil, errors.New("issuance: cannot split a certificate just made")
+		return nil, errors.New("issuance: cannot split a structure just signed")
 	}
-	return &c, nil
+	return &s, nil
 }
