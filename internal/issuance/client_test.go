@@ -447,6 +447,35 @@ func TestTBSDeterminism(t *testing.T) {
 	}
 }
 
+// TestLintDERIsTheCallers: scribbling over LintDER after Prepare does not
+// change what Issue signs.
+func TestLintDERIsTheCallers(t *testing.T) {
+	h := newHierarchy(t, HierarchyConfig{})
+	prep, err := h.intermediate.Prepare(testProfile(), testRequest(t, mustKey(t, elliptic.P256()).Public()), testLinter(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lintCert, err := x509.ParseCertificate(prep.LintDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Clone(lintCert.RawTBSCertificate)
+	for i := range prep.LintDER {
+		prep.LintDER[i] = 0xff
+	}
+	der, err := h.intermediate.Issue(prep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(cert.RawTBSCertificate, want) {
+		t.Fatal("Issue signed bytes other than those linted")
+	}
+}
+
 // faultySigner is an HSM that returns broken signatures.
 type faultySigner struct{ crypto.Signer }
 

@@ -23,7 +23,7 @@ var (
 	// that prepared it.
 	ErrWrongIssuer = errors.New("issuance: prepared certificate belongs to another issuer")
 	// ErrTBSMismatch: the certificate the real key signed differs from the
-	// one that was linted. It is never returned to the caller.
+	// one that was linted; the certificate is not returned.
 	ErrTBSMismatch = errors.New("issuance: signed certificate differs from the linted one")
 	// ErrBadRequest: the request cannot be certified as it stands (validity
 	// outside what the issuer and profile allow, a malformed serial, an
@@ -91,7 +91,15 @@ func (i *Issuer) prepare(tmpl *x509.Certificate, pub crypto.PublicKey, l certLin
 	if err != nil {
 		return nil, err
 	}
-	return &Prepared{LintDER: lintDER, issuer: i, serial: serial, tbs: parts.TBS.FullBytes, sigAlgID: parts.Algorithm.FullBytes}, nil
+	// The parts are copied: LintDER belongs to the caller, and what Issue
+	// signs must not change if the caller reuses that buffer.
+	return &Prepared{
+		LintDER:  lintDER,
+		issuer:   i,
+		serial:   serial,
+		tbs:      bytes.Clone(parts.TBS.FullBytes),
+		sigAlgID: bytes.Clone(parts.Algorithm.FullBytes),
+	}, nil
 }
 
 // Issue signs the prepared certificate with the issuer's real key, exactly
