@@ -107,9 +107,9 @@ func (db *DB) Ping(ctx context.Context) error {
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
 // InTx runs fn in a transaction (READ COMMITTED), committing when fn returns
-// nil and rolling back otherwise. fn must do all its work through tx. Errors
-// from the driver are mapped to pki errors; errors returned by fn that are
-// not driver errors come back unchanged (wrapped).
+// nil and rolling back otherwise. fn must do all its work through tx. Driver
+// errors are mapped to pki errors; any other error that fn returns (a pki
+// error, the error of a change callback) comes back unchanged.
 func (db *DB) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	if err := pgx.BeginFunc(ctx, db.pool, fn); err != nil {
 		return mapErr(err)

@@ -67,6 +67,42 @@ func TestUnavailable(t *testing.T) {
 	}
 }
 
+// TestConnectionKilled ends the store's server sessions under it, as a
+// database restart or failover does: the next query fails with ErrUnavailable,
+// and the pool recovers on its own once the server answers again.
+func TestConnectionKilled(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u := testdb.New(t)
+	db, err := store.Open(ctx, u, store.WithMaxConns(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := store.Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var pid int32
+	if err := db.Pool().QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	var killed bool
+	if err := admin.Pool().QueryRow(ctx, "SELECT pg_terminate_backend($1, 5000)", pid).Scan(&killed); err != nil || !killed {
+		t.Fatalf("pg_terminate_backend = %v, %v", killed, err)
+	}
+	if _, err := db.Accounts(ctx); !errors.Is(err, pki.ErrUnavailable) {
+		t.Fatalf("Accounts on a killed session = %v, want ErrUnavailable", err)
+	}
+	if _, err := db.Accounts(ctx); err != nil {
+		t.Fatalf("Accounts after the pool replaced the session = %v", err)
+	}
+}
+
 func TestOpen(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
