@@ -26,7 +26,8 @@ import (
 )
 
 // ExcludedSources are the zlint lint sources that pkid does not run, each with
-// the reason. Everything else runs: RFC 5280 and the RFCs it leans on (3279,
+// the reason. It and ExcludedLints are read by New and are documentation;
+// treat them as read-only. Everything else runs: RFC 5280 and the RFCs it leans on (3279,
 // 5480, 5891, 8813, 6960), the CA/Browser Forum TLS Baseline Requirements
 // (zlint applies them only to certificates that can authenticate a TLS server:
 // CA certificates without an EKU, the TLS listener's own certificate, and the
@@ -51,9 +52,9 @@ var ExcludedLints = map[string]string{
 	// private, named by their operator (O, CN), and RFC 5280 asks for no
 	// country.
 	"e_ca_country_name_missing": "BR 7.1.2.10.2 countryName in CA subjects ties publicly trusted CAs to a jurisdiction for root programs; pkid's CAs are private and RFC 5280 does not require it",
-	// It verifies the certificate's signature against eight P-384 keys of a
-	// public CA compromised in 2025 (about 5 ms per certificate, more than
-	// every other lint together). pkid lints certificates signed by a
+	// It verifies the certificate's signature against the eight P-384 keys of
+	// a public CA's compromised intermediates (about 5 ms per certificate,
+	// more than every other lint together). pkid lints certificates signed by a
 	// throwaway key of its own, so the check can never fire.
 	"e_cert_issued_by_compromised_emudhra_ca": "checks for signatures by eight compromised public eMudhra CA keys; pkid lints what its own throwaway key signed, so it cannot fire, and it costs ~5 ms per certificate",
 }
@@ -62,12 +63,12 @@ var ExcludedLints = map[string]string{
 //
 // e_ecdsa_small_private_key looks for ECDSA keys whose private scalar d is at
 // most 2^Bits (or its negation), which anyone can recover from the public key.
-// At zlint's default of 16 bits it costs about 0.1 ms per certificate (a dozen
-// generic elliptic-curve additions), a quarter of all linting. 8 bits costs a
-// third of that and still catches the incident the lint was written for: the
-// eight compromised eMudhra intermediate keys all had d < 256. A key this weak
-// comes from a broken generator, not from bad luck, so a wider search buys
-// little.
+// At zlint's default of 16 bits it costs about 0.1 ms per certificate (some
+// twenty generic elliptic-curve additions), a quarter of all linting. 8 bits
+// needs four additions, a third of the cost, and still catches the incident
+// the lint was written for: the eight compromised eMudhra intermediate keys
+// all had d < 256. A key this weak comes from a broken generator, not from bad
+// luck, so a wider search buys little.
 const config = `
 [e_ecdsa_small_private_key]
 Bits = 8
@@ -137,8 +138,9 @@ func (l *Linter) CertificateLints() []string {
 // Error or Fatal, and otherwise an *Error naming every lint that did, with the
 // warnings of the same run for context. Warnings and notices alone are not
 // failures: zlint's warnings are SHOULDs, and pkid's own profiles are tested
-// to raise none, so a warning in production means a new zlint release has an
-// opinion, which is worth reading but not worth stopping issuance for.
+// to raise none beyond a documented few, so a new warning in production means
+// a new zlint release has an opinion, which is worth reading but not worth
+// stopping issuance for.
 //
 // der that zcrypto cannot parse is reported as an *Error with the pseudo-lint
 // "x509_parse".
@@ -169,9 +171,22 @@ func (l *Linter) CRL(der []byte) error {
 	}
 	e := &Error{Subject: "CRL"}
 	for _, lint := range l.crls {
-		e.add(lint.Name, lint.Execute(crl, l.config))
+		e.add(lint.Name, l.executeCRL(lint, crl))
 	}
 	return e.orNil()
+}
+
+// executeCRL runs one CRL lint. zlint recovers from a panicking certificate
+// lint and reports it as Fatal, but not from a panicking CRL lint; this does
+// the same for CRLs, so that a broken lint refuses a CRL instead of taking
+// the process down.
+func (l *Linter) executeCRL(lint *zl.RevocationListLint, crl *x509.RevocationList) (r *zl.LintResult) {
+	defer func() {
+		if p := recover(); p != nil {
+			r = &zl.LintResult{Status: zl.Fatal, Details: fmt.Sprintf("lint panicked: %v", p)}
+		}
+	}()
+	return lint.Execute(crl, l.config)
 }
 
 // Error reports a certificate or CRL that failed linting. Lints names every
