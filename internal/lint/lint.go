@@ -74,13 +74,21 @@ const config = `
 Bits = 8
 `
 
+// caCRLConfig adds, for CRLs that list CA certificates (the root's CRL), the
+// BRs' longer nextUpdate ceiling of 12 months (4.9.7) in place of the 10 days of subscriber CRLs.
+const caCRLConfig = config + `
+[e_crl_next_update_invalid]
+SubscriberCRL = false
+`
+
 // Linter runs a fixed, filtered zlint registry. Building the registry is
 // expensive (filtering copies every lint), so a Linter is built once and
 // shared; it is safe for concurrent use.
 type Linter struct {
-	config zl.Configuration
-	certs  []*zl.CertificateLint
-	crls   []*zl.RevocationListLint
+	config      zl.Configuration
+	caCRLConfig zl.Configuration
+	certs       []*zl.CertificateLint
+	crls        []*zl.RevocationListLint
 	// notTLSServer is certs without the CA/B Forum TLS BR lints that zlint
 	// itself answers NA for certificates that cannot authenticate a TLS
 	// server (client-only leaves, OCSP responders): the same rule, applied
@@ -107,10 +115,15 @@ func New() (*Linter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lint: parsing the zlint configuration: %w", err)
 	}
+	caCRLCfg, err := zl.NewConfigFromString(caCRLConfig)
+	if err != nil {
+		return nil, fmt.Errorf("lint: parsing the zlint configuration: %w", err)
+	}
 	l := &Linter{
-		config: cfg,
-		certs:  reg.CertificateLints().Lints(),
-		crls:   reg.RevocationListLints().Lints(),
+		config:      cfg,
+		caCRLConfig: caCRLCfg,
+		certs:       reg.CertificateLints().Lints(),
+		crls:        reg.RevocationListLints().Lints(),
 	}
 	for _, c := range l.certs {
 		if c.Source != zl.CABFBaselineRequirements || c.OverrideFrameworkFilter {
@@ -162,16 +175,25 @@ func (l *Linter) Certificate(der []byte) error {
 	return e.orNil()
 }
 
-// CRL lints a DER certificate revocation list (RFC 5280 §5) with zlint's
-// revocation-list lints, with the same rules as Certificate.
-func (l *Linter) CRL(der []byte) error {
+// CRL lints a DER certificate revocation list (RFC 5280 §5) that covers
+// subscriber certificates, such as the issuing intermediate's, with zlint's
+// revocation-list lints and the same rules as Certificate. Its nextUpdate
+// may be at most 10 days after thisUpdate (BR 4.9.7).
+func (l *Linter) CRL(der []byte) error { return l.crl(der, l.config) }
+
+// CACRL lints a CRL that covers CA certificates, such as the root's, which
+// lists revoked intermediates: as CRL, but nextUpdate may be up to 12 months
+// after thisUpdate (BR 4.9.7).
+func (l *Linter) CACRL(der []byte) error { return l.crl(der, l.caCRLConfig) }
+
+func (l *Linter) crl(der []byte, cfg zl.Configuration) error {
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
 		return &Error{Subject: "CRL", Lints: []string{"x509_parse"}, Details: map[string]string{"x509_parse": err.Error()}}
 	}
 	e := &Error{Subject: "CRL"}
 	for _, lint := range l.crls {
-		e.add(lint.Name, l.executeCRL(lint, crl))
+		e.add(lint.Name, executeCRL(lint, crl, cfg))
 	}
 	return e.orNil()
 }
@@ -180,13 +202,13 @@ func (l *Linter) CRL(der []byte) error {
 // lint and reports it as Fatal, but not from a panicking CRL lint; this does
 // the same for CRLs, so that a broken lint refuses a CRL instead of taking
 // the process down.
-func (l *Linter) executeCRL(lint *zl.RevocationListLint, crl *x509.RevocationList) (r *zl.LintResult) {
+func executeCRL(lint *zl.RevocationListLint, crl *x509.RevocationList, cfg zl.Configuration) (r *zl.LintResult) {
 	defer func() {
 		if p := recover(); p != nil {
 			r = &zl.LintResult{Status: zl.Fatal, Details: fmt.Sprintf("lint panicked: %v", p)}
 		}
 	}()
-	return lint.Execute(crl, l.config)
+	return lint.Execute(crl, cfg)
 }
 
 // Error reports a certificate or CRL that failed linting. Lints names every

@@ -291,6 +291,7 @@ func TestCertificateUnparsable(t *testing.T) {
 func TestCRL(t *testing.T) {
 	l := testLinter(t)
 	f := testFixture(t)
+	day := 24 * time.Hour
 	entry := func(reason int) x509.RevocationListEntry {
 		return x509.RevocationListEntry{
 			SerialNumber:   big.NewInt(0x7012345),
@@ -300,37 +301,69 @@ func TestCRL(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
+		ca      bool // lint with CACRL
 		entries []x509.RevocationListEntry
 		next    time.Duration
 		want    string
 	}{
-		{name: "empty", next: 24 * time.Hour},
-		{name: "keyCompromise", entries: []x509.RevocationListEntry{entry(1)}, next: 24 * time.Hour},
-		{name: "unassigned reason 7", entries: []x509.RevocationListEntry{entry(7)}, next: 24 * time.Hour, want: "e_crl_has_valid_reason_code"},
+		{name: "empty", next: day},
+		{name: "keyCompromise", entries: []x509.RevocationListEntry{entry(1)}, next: day},
+		{name: "unassigned reason 7", entries: []x509.RevocationListEntry{entry(7)}, next: day, want: "e_crl_has_valid_reason_code"},
+		{name: "subscriber CRL for 10 days", next: 10 * day},
+		{name: "subscriber CRL for 11 days", next: 11 * day, want: "e_crl_next_update_invalid"},
+		{name: "CA CRL for 365 days", ca: true, entries: []x509.RevocationListEntry{entry(1)}, next: 365 * day},
+		// BR 7.2.2 (zlint e_cab_crl_has_valid_reason_code) allows 1, 3, 4, 5 and 9
+		// only: an intermediate is revoked for keyCompromise, not cACompromise.
+		{name: "cACompromise", ca: true, entries: []x509.RevocationListEntry{entry(2)}, next: 365 * day, want: "e_cab_crl_has_valid_reason_code"},
+		{name: "CA CRL for 400 days", ca: true, next: 400 * day, want: "e_crl_next_update_invalid"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 				Number:                    big.NewInt(3),
 				ThisUpdate:                f.now.Add(-time.Minute),
-				NextUpdate:                f.now.Add(tc.next),
+				NextUpdate:                f.now.Add(-time.Minute + tc.next),
 				RevokedCertificateEntries: tc.entries,
 			}, f.caCert, f.caKey)
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = l.CRL(der)
+			lintCRL := l.CRL
+			if tc.ca {
+				lintCRL = l.CACRL
+			}
+			err = lintCRL(der)
 			if tc.want == "" {
 				if err != nil {
-					t.Fatalf("CRL: %v (details %v)", err, detailsOf(err))
+					t.Fatalf("lint: %v (details %v)", err, detailsOf(err))
 				}
 				return
 			}
 			var lerr *Error
 			if !errors.As(err, &lerr) || !slices.Contains(lerr.Lints, tc.want) {
-				t.Fatalf("CRL = %v, want *Error naming %s", err, tc.want)
+				t.Fatalf("lint = %v, want *Error naming %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// panickingCRLLint is a broken lint.
+type panickingCRLLint struct{}
+
+func (panickingCRLLint) CheckApplies(*zx509.RevocationList) bool { return true }
+func (panickingCRLLint) Execute(*zx509.RevocationList) *zl.LintResult {
+	panic("broken lint")
+}
+
+// TestCRLLintPanic: a CRL lint that panics yields Fatal, not a crash.
+func TestCRLLintPanic(t *testing.T) {
+	lint := &zl.RevocationListLint{
+		LintMetadata: zl.LintMetadata{Name: "e_panics"},
+		Lint:         func() zl.RevocationListLintInterface { return panickingCRLLint{} },
+	}
+	r := executeCRL(lint, &zx509.RevocationList{}, testLinter(t).config)
+	if r.Status != zl.Fatal {
+		t.Fatalf("status = %s, want fatal", r.Status)
 	}
 }
 
