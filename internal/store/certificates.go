@@ -211,8 +211,8 @@ const (
 //
 // Pages are found by keyset: each query starts below the last row of the
 // previous page, so a page costs the same however deep it is, and rows
-// inserted meanwhile do not shift later pages. With an account, the query
-// walks certificates_account_idx.
+// inserted meanwhile do not shift later pages. With an account the query
+// walks certificates_account_idx, without one certificates_created_idx.
 func (db *DB) Certificates(ctx context.Context, f pki.CertificateFilter) ([]*pki.Certificate, string, error) {
 	limit := f.Limit
 	if limit <= 0 {
