@@ -37,7 +37,7 @@ func TestTwoNodesIssueConcurrently(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v: %s", err, out)
 	}
-	dbURL := testdb.NewEmpty(t) // a database that exists but is not migrated
+	dbURL := testdb.Missing(t) // pkid migrate creates it
 	env := append(os.Environ(), "DATABASE_URL="+dbURL, "PKID_KEY_PASSPHRASE=e2e passphrase", "PKID_LOG_FORMAT=text")
 	run := func(stdin string, args ...string) (string, string) {
 		t.Helper()
@@ -109,7 +109,7 @@ func TestTwoNodesIssueConcurrently(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				body, _ := json.Marshal(map[string]string{"csr": newCSR(t)})
+				body, _ := json.Marshal(map[string]string{"csr": newCSR()})
 				m, err := tryCall("POST", base+"/api/v1/certificates", token, string(body), 201)
 				if err != nil {
 					errs <- err
@@ -144,7 +144,7 @@ func TestTwoNodesIssueConcurrently(t *testing.T) {
 	}
 }
 
-func newCSR(t *testing.T) string {
+func newCSR() string {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		panic(err)

@@ -217,4 +217,3 @@ func TestAccountIsolation(t *testing.T) {
 		t.Errorf("admin list lacks the certificate: %d", r.status)
 	}
 }
-

@@ -78,7 +78,7 @@ func New(st Store, h *Hierarchy, l *lint.Linter, opts Options) *Service {
 		store:     st,
 		hierarchy: h,
 		linter:    l,
-		profile:   issuance.ClientProfile{PublicURL: opts.PublicURL},
+		profile:   issuance.ClientProfile{PublicURL: opts.PublicURL, MaxValidity: opts.MaxValidity, Now: opts.Now},
 		opts:      opts,
 	}
 }
