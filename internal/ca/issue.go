@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -34,9 +35,28 @@ type Options struct {
 	Limits          policy.Limits
 	Now             func() time.Time // the clock; time.Now when nil
 	Rand            io.Reader        // serial randomness; crypto/rand when nil
+	OCSPValidity    time.Duration // of pre-signed OCSP responses
 	Log             *slog.Logger
 	Observer        Observer
+	// Publisher is told about every committed change of revocation status,
+	// so that this node's responder and CRL job act on it at once.
+	Publisher Publisher
 }
+
+// Publisher receives committed changes of revocation status.
+type Publisher interface {
+	// PublishOCSP installs committed OCSP responses in this node's
+	// responder.
+	PublishOCSP(resps ...*pki.OCSPResponse)
+	// RevocationCommitted tells this node's CRL job that an issuer's CRL is
+	// out of date.
+	RevocationCommitted(issuerID string)
+}
+
+type nopPublisher struct{}
+
+func (nopPublisher) PublishOCSP(...*pki.OCSPResponse) {}
+func (nopPublisher) RevocationCommitted(string)       {}
 
 // Observer receives the timing of each issuance stage, for metrics.
 type Observer interface {
@@ -73,6 +93,12 @@ func New(st Store, h *Hierarchy, l *lint.Linter, opts Options) *Service {
 	}
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
+	}
+	if opts.Publisher == nil {
+		opts.Publisher = nopPublisher{}
+	}
+	if opts.OCSPValidity == 0 {
+		opts.OCSPValidity = 24 * time.Hour
 	}
 	return &Service{
 		store:     st,
@@ -221,8 +247,16 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 		ev.Detail["renewed_from"] = *r.renewedFrom
 	}
 
+	// The first OCSP response is signed and stored with the pending row:
+	// from the moment a signature can exist, the responder answers "good"
+	// for it rather than "unauthorized" (SECURITY.md P1, O-10).
+	resp, err := s.signOCSP(issuer, rec, now)
+	if err != nil {
+		return nil, err
+	}
+
 	t0 = s.opts.Now()
-	if err := s.store.CreatePending(ctx, rec, ev); err != nil {
+	if err := s.store.CreatePending(ctx, rec, resp, ev); err != nil {
 		if errors.Is(err, pki.ErrKeyBlocked) || errors.Is(err, pki.ErrKeyInUse) {
 			return nil, s.auditRefusal(ctx, r.event, ActionIssueRefused,
 				&pki.RequestError{Kind: pki.KindBadPublicKey, Detail: err.Error()})
@@ -251,8 +285,24 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 
 	rec.State, rec.DER, rec.FingerprintSHA256 = pki.StateIssued, der, fp[:]
 	rec.CreatedAt = now
+	s.opts.Publisher.PublishOCSP(resp)
 	s.opts.Log.InfoContext(ctx, "certificate issued", "serial", serial, "account", r.account.ID, "spki_sha256", spki)
 	return rec, nil
+}
+
+// signOCSP signs c's current status (good, or revoked as recorded in c) with
+// the delegated OCSP signer, in the stored (SHA-1 CertID) form.
+func (s *Service) signOCSP(issuer *issuance.Issuer, c *pki.Certificate, now time.Time) (*pki.OCSPResponse, error) {
+	this, next := issuance.OCSPWindow(now, s.opts.OCSPValidity)
+	st := issuance.OCSPStatus{Serial: c.Serial, ThisUpdate: this, NextUpdate: next}
+	if c.RevokedAt != nil {
+		st.Revoked, st.RevokedAt, st.Reason = true, *c.RevokedAt, *c.RevocationReason
+	}
+	der, err := s.hierarchy.OCSPSigner().SignOCSP(issuer.Cert, st, crypto.SHA1)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	return &pki.OCSPResponse{Serial: c.Serial, IssuerID: issuer.ID, DER: der, ThisUpdate: this, NextUpdate: next}, nil
 }
 
 // validity turns the requested number of days into a duration: 0 means the

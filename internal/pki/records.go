@@ -263,3 +263,33 @@ type TokenKeyRecord struct {
 	CreatedAt    time.Time
 	RetiredAt    *time.Time
 }
+
+// OCSPResponse is a pre-signed OCSP response about one certificate, as
+// stored and served. DER is a complete OCSPResponse with a SHA-1 CertID, the
+// form RFC 5019 clients and nginx ask with; responses for other CertID hash
+// algorithms are derived from it.
+type OCSPResponse struct {
+	Serial     Serial
+	IssuerID   string
+	DER        []byte
+	ThisUpdate time.Time
+	NextUpdate time.Time
+	UpdatedAt  time.Time // version: set by the database on every write
+}
+
+// CRL is a signed certificate revocation list as stored and served.
+type CRL struct {
+	IssuerID   string
+	Number     int64
+	DER        []byte
+	ThisUpdate time.Time
+	NextUpdate time.Time
+	Entries    int
+}
+
+// RevokedEntry is one revoked certificate as a CRL lists it.
+type RevokedEntry struct {
+	Serial    Serial
+	RevokedAt time.Time
+	Reason    RevocationReason
+}

@@ -34,6 +34,9 @@ var createPendingSQL = `WITH chk AS (
 	SELECT $1, $2, $4::uuid, 'pending', $5, $3, $6, $7, $8, $9, COALESCE($10::timestamptz, now())
 	FROM chk WHERE NOT chk.blocked AND NOT chk.in_use
 	RETURNING created_at
+), ocsp AS (
+	INSERT INTO ocsp_responses (serial, issuer_id, der, this_update, next_update)
+	SELECT $1, $2, $19, $20, $21 FROM cert
 ), audit AS (
 	INSERT INTO audit_events (` + auditColumns + `)
 	SELECT ` + auditValues(11, "") + ` FROM cert
@@ -41,7 +44,9 @@ var createPendingSQL = `WITH chk AS (
 SELECT chk.blocked, chk.in_use, (SELECT created_at FROM cert) FROM chk`
 
 // CreatePending records c, a certificate about to be signed: state pending,
-// c.LintDER the certificate as linted, no DER yet. It writes ev with it.
+// c.LintDER the certificate as linted, no DER yet. It writes resp, the
+// certificate's first (good) OCSP response, and ev with it, so that from the
+// moment a signature can exist the responder answers for it.
 //
 // It fails with pki.ErrKeyBlocked when c.SPKISHA256 is on the block list,
 // pki.ErrKeyInUse when a certificate of another account has that key,
@@ -56,7 +61,7 @@ SELECT chk.blocked, chk.in_use, (SELECT created_at FROM cert) FROM chk`
 //
 // On success c.State is pending and c.CreatedAt is set (the database's time
 // unless the caller set it).
-func (db *DB) CreatePending(ctx context.Context, c *pki.Certificate, ev pki.AuditEvent) error {
+func (db *DB) CreatePending(ctx context.Context, c *pki.Certificate, resp *pki.OCSPResponse, ev pki.AuditEvent) error {
 	if len(c.SPKISHA256) != 32 {
 		return fmt.Errorf("store: certificate %s: SPKI hash must be 32 bytes, got %d", c.Serial, len(c.SPKISHA256))
 	}
@@ -65,6 +70,9 @@ func (db *DB) CreatePending(ctx context.Context, c *pki.Certificate, ev pki.Audi
 	}
 	if !validUUID(c.AccountID) {
 		return fmt.Errorf("store: certificate %s: account %q: %w", c.Serial, c.AccountID, pki.ErrNotFound)
+	}
+	if resp == nil || resp.Serial != c.Serial || resp.IssuerID != c.IssuerID || len(resp.DER) == 0 {
+		return fmt.Errorf("store: certificate %s: its first OCSP response is missing or is another certificate's", c.Serial)
 	}
 	audit, err := auditArgs(&ev)
 	if err != nil {
@@ -78,6 +86,7 @@ func (db *DB) CreatePending(ctx context.Context, c *pki.Certificate, ev pki.Audi
 		string(c.Serial), c.IssuerID, c.SPKISHA256, c.AccountID, c.LintDER, storable(c.SubjectCN),
 		c.NotBefore, c.NotAfter, renewedFrom, nullTime(c.CreatedAt),
 	}, audit...)
+	args = append(args, resp.DER, resp.ThisUpdate, resp.NextUpdate)
 
 	b := &pgx.Batch{}
 	b.Queue(lockSPKISQL, int64(binary.BigEndian.Uint64(c.SPKISHA256)))

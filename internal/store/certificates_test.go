@@ -54,7 +54,7 @@ func TestCreatePending(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.cert()
 			before := count(t, f.db, "SELECT count(*) FROM audit_events")
-			err := f.db.CreatePending(ctx, c, event("certificate.signing"))
+			err := f.db.CreatePending(ctx, c, firstResponse(c), event("certificate.signing"))
 			after := count(t, f.db, "SELECT count(*) FROM audit_events")
 			if tt.want == nil {
 				if err != nil {
@@ -100,7 +100,7 @@ func TestCreatePendingRace(t *testing.T) {
 		errs := make([]error, 4)
 		for i := range errs {
 			wg.Go(func() {
-				errs[i] = f.db.CreatePending(ctx, f.pending(accounts[i%2].ID, key), event("certificate.signing"))
+				errs[i] = createPending(ctx, f, f.pending(accounts[i%2].ID, key), event("certificate.signing"))
 			})
 		}
 		wg.Wait()
@@ -121,7 +121,7 @@ func TestMarkIssued(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, testdb.Open(t))
 	c := f.pending(f.account.ID, nil)
-	if err := f.db.CreatePending(ctx, c, event("certificate.signing")); err != nil {
+	if err := f.db.CreatePending(ctx, c, firstResponse(c), event("certificate.signing")); err != nil {
 		t.Fatal(err)
 	}
 	der := randomBytes(400)
@@ -216,7 +216,7 @@ func TestCertificates(t *testing.T) {
 	setRow(mine[2], "not_after = now() - interval '1 minute', not_before = now() - interval '2 days'")
 	f.issue(t, f.pending(other.ID, nil))
 	// Pending rows are never listed.
-	if err := f.db.CreatePending(ctx, f.pending(f.account.ID, nil), event("certificate.signing")); err != nil {
+	if err := createPending(ctx, f, f.pending(f.account.ID, nil), event("certificate.signing")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -381,7 +381,7 @@ func BenchmarkCreatePendingMarkIssued(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			c := f.pending(f.account.ID, nil)
-			if err := f.db.CreatePending(ctx, c, event("certificate.signing")); err != nil {
+			if err := f.db.CreatePending(ctx, c, firstResponse(c), event("certificate.signing")); err != nil {
 				b.Error(err)
 				return
 			}
