@@ -36,6 +36,7 @@ func (a *API) AccountRoutes() http.Handler {
 	r.Post("/certificates", a.issue)
 	r.Get("/certificates", a.listCertificates)
 	r.Get("/certificates/{serial}", a.getCertificate)
+	r.Post("/certificates/{serial}/revoke", a.revoke)
 	r.NotFound(a.notFound)
 	r.MethodNotAllowed(a.methodNotAllowed)
 	return r
@@ -53,8 +54,10 @@ func (a *API) AdminRoutes() http.Handler {
 	r.Post("/accounts/{id}/tokens", a.mintToken)
 	r.Get("/accounts/{id}/tokens", a.listTokens)
 	r.Delete("/accounts/{id}/tokens/{tokenID}", a.revokeToken)
+	r.Post("/accounts/{id}/revoke-certificates", a.revokeAccount)
 	r.Get("/certificates", a.listCertificates)
 	r.Get("/certificates/{serial}", a.getCertificate)
+	r.Post("/certificates/{serial}/revoke", a.revoke)
 	r.Get("/audit", a.listAudit)
 	r.NotFound(a.notFound)
 	r.MethodNotAllowed(a.methodNotAllowed)

@@ -44,6 +44,21 @@ func (h *Hierarchy) Root() *x509.Certificate { return h.root }
 // Intermediate returns the issuing intermediate.
 func (h *Hierarchy) Intermediate() *issuance.Issuer { return h.intermediate }
 
+// IssuerByID returns the issuing intermediate with this ID (today the one;
+// several during an intermediate rollover).
+func (h *Hierarchy) IssuerByID(id string) (*issuance.Issuer, error) {
+	if h.intermediate.ID == id {
+		return h.intermediate, nil
+	}
+	return nil, fmt.Errorf("ca: issuer %s is not loaded", id)
+}
+
+// Issuers returns the certificates of the issuing intermediates whose
+// certificates this node answers OCSP requests for.
+func (h *Hierarchy) Issuers() []*x509.Certificate {
+	return []*x509.Certificate{h.intermediate.Cert}
+}
+
 // OCSPSigner returns the current delegated OCSP signer.
 func (h *Hierarchy) OCSPSigner() *issuance.Issuer { return h.ocsp.Load() }
 

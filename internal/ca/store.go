@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"time"
 
 	"github.com/pkid/pkid/internal/pki"
 )
@@ -31,6 +32,8 @@ type Store interface {
 	// RecordAudit writes an audit event on its own, for refusals that change
 	// nothing else.
 	RecordAudit(ctx context.Context, ev pki.AuditEvent) error
+
+	RevocationStore
 }
 
 // HierarchyStore keeps the CA hierarchy: the root, the issuing intermediate
@@ -47,4 +50,18 @@ type HierarchyStore interface {
 	// storing nothing, when old is no longer current (another node replaced
 	// it first).
 	ReplaceIssuer(ctx context.Context, oldID string, rec *pki.IssuerRecord, ev pki.AuditEvent) error
+}
+
+// RevocationStore is what revocation needs from the database.
+type RevocationStore interface {
+	// CertificatesByKey returns every certificate, pending or issued, whose
+	// SPKI hash is spki and whose notAfter is after after.
+	CertificatesByKey(ctx context.Context, spki []byte, after time.Time) ([]*pki.Certificate, error)
+	// Revoke applies revocations and, when block is not nil, blocks a key, in
+	// one transaction with their audit events; each revocation also stores
+	// its new OCSP response and notifies every node (channel pkid_ocsp). A
+	// revocation whose certificate is no longer as its Prev fields say is
+	// skipped. It returns the serials it changed, with each response's
+	// UpdatedAt set.
+	Revoke(ctx context.Context, revs []*pki.Revocation, block *pki.BlockedKey) ([]pki.Serial, error)
 }

@@ -293,3 +293,24 @@ type RevokedEntry struct {
 	RevokedAt time.Time
 	Reason    RevocationReason
 }
+
+// Revocation is one change of a certificate's revocation status, to be
+// applied only if the certificate is still as the caller read it (Prev*), so
+// that concurrent revocations make exactly one change.
+type Revocation struct {
+	Serial        Serial
+	PrevRevokedAt *time.Time        // nil: not revoked when read
+	PrevReason    *RevocationReason // nil: not revoked when read
+	RevokedAt     time.Time         // unchanged from PrevRevokedAt when only the reason changes
+	Reason        RevocationReason
+	Response      *OCSPResponse // the new pre-signed response saying so
+	Event         AuditEvent
+}
+
+// BlockedKey puts a public key on the block list: it may never be certified
+// again.
+type BlockedKey struct {
+	SPKISHA256 []byte
+	Serial     Serial // the certificate whose revocation blocked it
+	Event      AuditEvent
+}
