@@ -35,7 +35,7 @@ type Options struct {
 	Limits          policy.Limits
 	Now             func() time.Time // the clock; time.Now when nil
 	Rand            io.Reader        // serial randomness; crypto/rand when nil
-	OCSPValidity    time.Duration // of pre-signed OCSP responses
+	OCSPValidity    time.Duration    // of pre-signed OCSP responses
 	Log             *slog.Logger
 	Observer        Observer
 	// Publisher is told about every committed change of revocation status,
