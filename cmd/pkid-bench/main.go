@@ -221,7 +221,7 @@ func ceiling(ctx context.Context, cfg config.Config, csrs []string, d time.Durat
 	if err != nil {
 		return 0, err
 	}
-	var l *lint.Linter
+	l := lint.Disabled()
 	if withLint {
 		if l, err = lint.New(); err != nil {
 			return 0, err

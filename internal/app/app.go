@@ -86,7 +86,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("loading the token keys: %w", err)
 	}
-	var linter *lint.Linter
+	linter := lint.Disabled()
 	if !opts.DisableLint {
 		if linter, err = lint.New(); err != nil {
 			return nil, err

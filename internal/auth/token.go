@@ -60,9 +60,10 @@ func audience(kind pki.TokenKind) (string, bool) {
 
 // Tokens mints and parses pkid's JWTs with one key set and one clock.
 type Tokens struct {
-	keys    *Keys
-	now     func() time.Time
-	parsers map[pki.TokenKind]*jwt.Parser
+	keys     *Keys
+	now      func() time.Time
+	parsers  map[pki.TokenKind]*jwt.Parser
+	verified verifiedCache
 }
 
 // NewTokens returns a Tokens that signs with keys' signing key, trusts every
@@ -174,17 +175,22 @@ func (t *Tokens) Parse(raw string, kind pki.TokenKind) (*Claims, error) {
 	if !ok {
 		return nil, unauthenticated("unknown token kind %q", kind)
 	}
+	if claims, ok := t.verified.get(raw, kind, t.now()); ok {
+		return claims, nil
+	}
 	c := &tokenClaims{expect: kind}
 	if _, err := p.ParseWithClaims(raw, c, t.keyfunc); err != nil {
 		return nil, unauthenticated("%v", err)
 	}
-	return &Claims{
+	claims := &Claims{
 		TokenID:   c.ID,
 		Kind:      c.Kind,
 		Subject:   c.Subject,
 		Username:  c.Username,
 		ExpiresAt: c.ExpiresAt.Time,
-	}, nil
+	}
+	t.verified.put(raw, kind, claims)
+	return claims, nil
 }
 
 // keyfunc returns the key that must have signed tok. It consults nothing but
