@@ -16,6 +16,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	apidoc "github.com/pkid/pkid/api"
 	"github.com/pkid/pkid/internal/api"
 	"github.com/pkid/pkid/internal/pki"
 )
@@ -53,6 +54,11 @@ func Handler(d Deps) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	r.Method(http.MethodGet, "/metrics", d.Metrics.Handler())
+	r.Get("/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		_, _ = w.Write(apidoc.OpenAPI)
+	})
 
 	d.API.PublicRoutes(r)
 	r.Mount("/api/v1", d.API.AccountRoutes())
