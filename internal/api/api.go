@@ -32,11 +32,16 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) { WriteErr
 // needs an account token.
 func (a *API) AccountRoutes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(a.authn.Require(pki.TokenAccount, a.fail))
-	r.Post("/certificates", a.issue)
-	r.Get("/certificates", a.listCertificates)
-	r.Get("/certificates/{serial}", a.getCertificate)
-	r.Post("/certificates/{serial}/revoke", a.revoke)
+	// Renewal authenticates itself: by token, or by the certificate being
+	// renewed when it arrives over the TLS listener.
+	r.Post("/certificates/{serial}/renew", a.renew)
+	r.Group(func(r chi.Router) {
+		r.Use(a.authn.Require(pki.TokenAccount, a.fail))
+		r.Post("/certificates", a.issue)
+		r.Get("/certificates", a.listCertificates)
+		r.Get("/certificates/{serial}", a.getCertificate)
+		r.Post("/certificates/{serial}/revoke", a.revoke)
+	})
 	r.NotFound(a.notFound)
 	r.MethodNotAllowed(a.methodNotAllowed)
 	return r

@@ -42,6 +42,8 @@ var conflictTitles = map[pki.Kind]string{
 	pki.KindCertificateRevoked: "Certificate revoked",
 	pki.KindCertificateExpired: "Certificate expired",
 	pki.KindAlreadyExists:      "Already exists",
+	pki.KindAlreadyReplaced:    "Certificate already renewed",
+	pki.KindNotYetValid:        "Certificate not yet valid",
 }
 
 // problemFor maps an error to its problem document. Anything it does not

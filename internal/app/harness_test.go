@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,7 +42,15 @@ type node struct {
 	dbURL  string
 	rawDB  *store.DB
 	passph []byte
+	clock  *testClock
 }
+
+// testClock is the wall clock plus an offset that a test may move forward,
+// to see certificates expire.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // newNode initialises a fresh database with a CA hierarchy and an
 // administrator and serves it.
@@ -81,14 +90,15 @@ func startNode(t *testing.T, url string, db *store.DB, pass []byte) *node {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	a, err := app.New(ctx, cfg, log, app.Options{})
+	clock := &testClock{}
+	a, err := app.New(ctx, cfg, log, app.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
 	srv := httptest.NewServer(a.Handler)
 	t.Cleanup(srv.Close)
-	n := &node{t: t, app: a, srv: srv, dbURL: url, rawDB: db, passph: pass}
+	n := &node{t: t, app: a, srv: srv, dbURL: url, rawDB: db, passph: pass, clock: clock}
 	n.admin = n.mintAdmin()
 	return n
 }

@@ -64,4 +64,8 @@ type RevocationStore interface {
 	// skipped. It returns the serials it changed, with each response's
 	// UpdatedAt set.
 	Revoke(ctx context.Context, revs []*pki.Revocation, block *pki.BlockedKey) ([]pki.Serial, error)
+	// Account returns one account, or ErrNotFound.
+	Account(ctx context.Context, id string) (*pki.Account, error)
+	// Renewal returns the certificate that renewed serial, or ErrNotFound.
+	Renewal(ctx context.Context, serial pki.Serial) (*pki.Certificate, error)
 }

@@ -32,6 +32,8 @@ const (
 const (
 	KindCertificateRevoked Kind = "certificateRevoked"
 	KindCertificateExpired Kind = "certificateExpired"
+	KindAlreadyReplaced    Kind = "alreadyReplaced"
+	KindNotYetValid        Kind = "certificateNotYetValid"
 	KindAlreadyExists      Kind = "alreadyExists"
 )
 

@@ -128,3 +128,12 @@ func (db *DB) Revoke(ctx context.Context, revs []*pki.Revocation, block *pki.Blo
 	}
 	return changed, nil
 }
+
+// Renewal returns the certificate that renewed serial, or pki.ErrNotFound.
+func (db *DB) Renewal(ctx context.Context, serial pki.Serial) (*pki.Certificate, error) {
+	c, err := scanCertificate(db.pool.QueryRow(ctx, "SELECT "+certListColumns+" FROM certificates WHERE renewed_from = $1", string(serial)))
+	if err != nil {
+		return nil, fmt.Errorf("store: renewal of %s: %w", serial, mapErr(err))
+	}
+	return c, nil
+}
