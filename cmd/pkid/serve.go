@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -32,14 +33,49 @@ func cmdServe(ctx context.Context, env config.Getenv, args []string, stderr io.W
 	}
 	defer a.Close()
 
+	// Every listener runs until ctx ends; the first to fail stops the rest.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
+	serving := []func() error{func() error {
+		return server.Serve(ctx, server.NewHTTPServer(cfg.HTTPAddr, a.Handler, log), ln)
+	}}
+	if cfg.TLSAddr != "" {
+		tl, err := a.NewTLSListener(ctx)
+		if err != nil {
+			return err
+		}
+		tln, err := net.Listen("tcp", cfg.TLSAddr)
+		if err != nil {
+			return err
+		}
+		go tl.Run(ctx)
+		serving = append(serving, func() error {
+			srv := server.NewHTTPServer(cfg.TLSAddr, a.Handler, log)
+			srv.TLSConfig = tl.Config()
+			return server.Serve(ctx, srv, tls.NewListener(tln, srv.TLSConfig))
+		})
+		log.Info("pkid serving TLS", "https", tln.Addr().String(), "hostnames", cfg.TLSHostnames)
+	}
 	log.Info("pkid serving", "http", ln.Addr().String(), "public_url", cfg.PublicBase(),
 		"root_sha256", a.Hierarchy.RootFingerprint(), "intermediate", a.Hierarchy.Intermediate().Cert.Subject.String())
 	go a.RunJobs(ctx)
-	return server.Serve(ctx, server.NewHTTPServer(cfg.HTTPAddr, a.Handler, log), ln)
+
+	errc := make(chan error, len(serving))
+	for _, run := range serving {
+		go func() { errc <- run() }()
+	}
+	var first error
+	for range serving {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
 }
 
 // loadConfigFrom is loadConfig for a command that added flags bound to an

@@ -174,7 +174,9 @@ func (s *Service) issue(ctx context.Context, p pki.Principal, acct *pki.Account,
 // signRequest is a request that has passed every check that needs no
 // database: what remains is to lint, record, sign and store it.
 type signRequest struct {
-	event       pki.AuditEvent
+	event pki.AuditEvent
+	// account holds the client certificate; nil for a server certificate of
+	// pkid's TLS listener, whose hostnames are in checked.DNSNames.
 	account     *pki.Account
 	checked     *policy.Checked
 	validity    time.Duration
@@ -199,16 +201,27 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 	}
 
 	t0 := s.opts.Now()
-	prepared, err := issuer.Prepare(s.profile, issuance.ClientRequest{
-		Serial:       serial,
-		PublicKey:    r.checked.PublicKey,
-		CommonName:   r.checked.CommonName,
-		DNSNames:     r.checked.DNSNames,
-		Organization: r.account.Name,
-		AccountID:    r.account.ID,
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-	}, s.linter)
+	var prepared *issuance.Prepared
+	if r.account != nil {
+		prepared, err = issuer.Prepare(s.profile, issuance.ClientRequest{
+			Serial:       serial,
+			PublicKey:    r.checked.PublicKey,
+			CommonName:   r.checked.CommonName,
+			DNSNames:     r.checked.DNSNames,
+			Organization: r.account.Name,
+			AccountID:    r.account.ID,
+			NotBefore:    notBefore,
+			NotAfter:     notAfter,
+		}, s.linter)
+	} else {
+		prepared, err = issuer.PrepareServer(s.profile, issuance.ServerRequest{
+			Serial:    serial,
+			PublicKey: r.checked.PublicKey,
+			Hostnames: r.checked.DNSNames,
+			NotBefore: notBefore,
+			NotAfter:  notAfter,
+		}, s.linter)
+	}
 	if err != nil {
 		ev.Action, ev.Outcome = ActionLintFailed, pki.OutcomeFailure
 		ev.Serial = serial
@@ -225,7 +238,7 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 	rec := &pki.Certificate{
 		Serial:      serial,
 		IssuerID:    issuer.ID,
-		AccountID:   r.account.ID,
+		Profile:     pki.ProfileClient,
 		State:       pki.StatePending,
 		LintDER:     prepared.LintDER,
 		SubjectCN:   r.checked.CommonName,
@@ -233,6 +246,11 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 		NotBefore:   notBefore,
 		NotAfter:    notAfter,
 		RenewedFrom: r.renewedFrom,
+	}
+	if r.account != nil {
+		rec.AccountID = r.account.ID
+	} else {
+		rec.Profile = pki.ProfileServer
 	}
 	ev.Action, ev.Outcome, ev.Serial = ActionSigning, pki.OutcomeSuccess, serial
 	ev.Detail = map[string]any{
@@ -286,7 +304,7 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 	rec.State, rec.DER, rec.FingerprintSHA256 = pki.StateIssued, der, fp[:]
 	rec.CreatedAt = now
 	s.opts.Publisher.PublishOCSP(resp)
-	s.opts.Log.InfoContext(ctx, "certificate issued", "serial", serial, "account", r.account.ID, "spki_sha256", spki)
+	s.opts.Log.InfoContext(ctx, "certificate issued", "serial", serial, "profile", rec.Profile, "account", rec.AccountID, "spki_sha256", spki)
 	return rec, nil
 }
 

@@ -187,6 +187,27 @@ func (l *Linter) Certificate(der []byte) error {
 	return e.orNil()
 }
 
+// PrivateServerCertificate lints the certificate of pkid's own TLS listener:
+// a server certificate for names such as localhost and 127.0.0.1 that only
+// pkid's private root vouches for. The CA/Browser Forum's TLS Baseline
+// Requirements govern publicly trusted certificates and forbid exactly those
+// names (internal names, reserved IP addresses), so their lints are left out
+// here and every other lint runs, as for client certificates.
+func (l *Linter) PrivateServerCertificate(der []byte) error {
+	if l.disabled {
+		return nil
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return &Error{Subject: "certificate", Lints: []string{"x509_parse"}, Details: map[string]string{"x509_parse": err.Error()}}
+	}
+	e := &Error{Subject: "certificate"}
+	for _, lint := range l.notTLSServer {
+		e.add(lint.Name, lint.Execute(cert, l.config))
+	}
+	return e.orNil()
+}
+
 // CRL lints a DER certificate revocation list (RFC 5280 §5) that covers
 // subscriber certificates, such as the issuing intermediate's, with zlint's
 // revocation-list lints and the same rules as Certificate. Its nextUpdate

@@ -84,11 +84,21 @@ func (s Status) Valid() bool {
 	return s == StatusActive || s == StatusRevoked || s == StatusExpired
 }
 
+// Profile is the kind of certificate: pkid issues client certificates to
+// accounts, and server certificates to its own TLS listener.
+type Profile string
+
+const (
+	ProfileClient Profile = "client"
+	ProfileServer Profile = "server"
+)
+
 // Certificate is pkid's record of one certificate it signed (or was about to).
 type Certificate struct {
 	Serial            Serial
 	IssuerID          string
-	AccountID         string
+	Profile           Profile // "" means client
+	AccountID         string  // "" for server certificates
 	State             CertificateState
 	LintDER           []byte // the certificate as linted, signed by a throwaway key: the record of what was about to be signed
 	DER               []byte // nil while pending
@@ -218,6 +228,12 @@ type CertificateFilter struct {
 type AuditFilter struct {
 	AccountID string
 	Limit     int
+	// Actor and Action, when set, select events with exactly that actor
+	// ("admin:alice") or action ("certificate.revoked"); BeforeID, when
+	// positive, selects events older than that id (the next page).
+	Actor    string
+	Action   string
+	BeforeID int64
 }
 
 // Sentinels for public keys that may not be certified.

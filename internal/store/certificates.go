@@ -30,8 +30,8 @@ var createPendingSQL = `WITH chk AS (
 	       EXISTS (SELECT 1 FROM certificates WHERE spki_sha256 = $3 AND account_id <> $4::uuid) AS in_use
 ), cert AS (
 	INSERT INTO certificates (serial, issuer_id, account_id, state, lint_der, spki_sha256, subject_cn,
-	                          not_before, not_after, renewed_from, created_at)
-	SELECT $1, $2, $4::uuid, 'pending', $5, $3, $6, $7, $8, $9, COALESCE($10::timestamptz, now())
+	                          not_before, not_after, renewed_from, created_at, profile)
+	SELECT $1, $2, $4::uuid, 'pending', $5, $3, $6, $7, $8, $9, COALESCE($10::timestamptz, now()), $22
 	FROM chk WHERE NOT chk.blocked AND NOT chk.in_use
 	RETURNING created_at
 ), ocsp AS (
@@ -68,8 +68,17 @@ func (db *DB) CreatePending(ctx context.Context, c *pki.Certificate, resp *pki.O
 	if len(c.LintDER) == 0 {
 		return fmt.Errorf("store: certificate %s: no lint certificate to record", c.Serial)
 	}
-	if !validUUID(c.AccountID) {
-		return fmt.Errorf("store: certificate %s: account %q: %w", c.Serial, c.AccountID, pki.ErrNotFound)
+	profile := c.Profile
+	if profile == "" {
+		profile = pki.ProfileClient
+	}
+	var account any
+	switch {
+	case profile == pki.ProfileServer && c.AccountID == "":
+	case profile == pki.ProfileClient && validUUID(c.AccountID):
+		account = c.AccountID
+	default:
+		return fmt.Errorf("store: %s certificate %s: account %q: %w", profile, c.Serial, c.AccountID, pki.ErrNotFound)
 	}
 	if resp == nil || resp.Serial != c.Serial || resp.IssuerID != c.IssuerID || len(resp.DER) == 0 {
 		return fmt.Errorf("store: certificate %s: its first OCSP response is missing or is another certificate's", c.Serial)
@@ -83,10 +92,10 @@ func (db *DB) CreatePending(ctx context.Context, c *pki.Certificate, resp *pki.O
 		renewedFrom = string(*c.RenewedFrom)
 	}
 	args := append([]any{
-		string(c.Serial), c.IssuerID, c.SPKISHA256, c.AccountID, c.LintDER, storable(c.SubjectCN),
+		string(c.Serial), c.IssuerID, c.SPKISHA256, account, c.LintDER, storable(c.SubjectCN),
 		c.NotBefore, c.NotAfter, renewedFrom, nullTime(c.CreatedAt),
 	}, audit...)
-	args = append(args, resp.DER, resp.ThisUpdate, resp.NextUpdate)
+	args = append(args, resp.DER, resp.ThisUpdate, resp.NextUpdate, string(profile))
 
 	b := &pgx.Batch{}
 	b.Queue(lockSPKISQL, int64(binary.BigEndian.Uint64(c.SPKISHA256)))
@@ -164,7 +173,7 @@ func (db *DB) MarkIssued(ctx context.Context, serial pki.Serial, der, fingerprin
 // certColumns are read by scanCertificate, in its order. lintColumn is the
 // lint certificate, which listings leave out (NULL) to keep pages small.
 const (
-	certColumnsHead = `serial, issuer_id, account_id::text, state, `
+	certColumnsHead = `serial, issuer_id, profile, COALESCE(account_id::text, ''), state, `
 	certColumnsTail = `, der, subject_cn, spki_sha256, fingerprint_sha256, not_before, not_after,
 	revoked_at, revocation_reason, renewed_from, created_at`
 	certColumns     = certColumnsHead + "lint_der" + certColumnsTail
@@ -173,16 +182,16 @@ const (
 
 func scanCertificate(row pgx.Row) (*pki.Certificate, error) {
 	var c pki.Certificate
-	var serial, state string
+	var serial, state, profile string
 	var reason *int16
 	var renewedFrom *string
-	err := row.Scan(&serial, &c.IssuerID, &c.AccountID, &state, &c.LintDER, &c.DER, &c.SubjectCN,
+	err := row.Scan(&serial, &c.IssuerID, &profile, &c.AccountID, &state, &c.LintDER, &c.DER, &c.SubjectCN,
 		&c.SPKISHA256, &c.FingerprintSHA256, &c.NotBefore, &c.NotAfter, &c.RevokedAt, &reason,
 		&renewedFrom, &c.CreatedAt)
 	if err != nil {
 		return nil, err
 	}
-	c.Serial, c.State = pki.Serial(serial), pki.CertificateState(state)
+	c.Serial, c.State, c.Profile = pki.Serial(serial), pki.CertificateState(state), pki.Profile(profile)
 	if reason != nil {
 		r := pki.RevocationReason(*reason)
 		c.RevocationReason = &r
