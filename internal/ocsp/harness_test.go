@@ -330,3 +330,8 @@ func writePEM(t testing.TB, dir, name string, ders ...[]byte) string {
 	}
 	return path
 }
+
+// issuanceStatus is the status that r states, for signing it again.
+func issuanceStatus(serial pki.Serial, r *pki.OCSPResponse) issuance.OCSPStatus {
+	return issuance.OCSPStatus{Serial: serial, ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate}
+}
