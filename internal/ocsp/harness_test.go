@@ -98,7 +98,7 @@ func makeHierarchy() (*hierarchy, error) {
 }
 
 func (h *hierarchy) issuers() []*x509.Certificate { return []*x509.Certificate{h.inter.Cert} }
-func (h *hierarchy) current() *issuance.Issuer   { return h.signer }
+func (h *hierarchy) current() *issuance.Issuer    { return h.signer }
 
 // leaf issues a real client certificate under the intermediate.
 func (h *hierarchy) leaf(t testing.TB) *x509.Certificate {
