@@ -1,6 +1,7 @@
 package ocsp_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -14,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -335,3 +337,5 @@ func writePEM(t testing.TB, dir, name string, ders ...[]byte) string {
 func issuanceStatus(serial pki.Serial, r *pki.OCSPResponse) issuance.OCSPStatus {
 	return issuance.OCSPStatus{Serial: serial, ThisUpdate: r.ThisUpdate, NextUpdate: r.NextUpdate}
 }
+
+func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
