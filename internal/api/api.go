@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -19,6 +20,7 @@ type API struct {
 	accounts *account.Service
 	authn    *auth.Authenticator
 	log      *slog.Logger
+	sessions SessionAuthenticator // nil: bearer tokens only
 }
 
 // New returns the API over the given use cases.
@@ -48,10 +50,11 @@ func (a *API) AccountRoutes() http.Handler {
 }
 
 // AdminRoutes is the admin API, to be mounted at /admin/api. Every route
-// needs an admin token.
+// needs an admin token, or the admin web page's session when AcceptSessions
+// was called.
 func (a *API) AdminRoutes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(a.authn.Require(pki.TokenAdmin, a.fail))
+	r.Use(a.requireAdmin)
 	r.Post("/accounts", a.createAccount)
 	r.Get("/accounts", a.listAccounts)
 	r.Get("/accounts/{id}", a.getAccount)
@@ -67,6 +70,42 @@ func (a *API) AdminRoutes() http.Handler {
 	r.NotFound(a.notFound)
 	r.MethodNotAllowed(a.methodNotAllowed)
 	return r
+}
+
+// SessionAuthenticator authenticates a request by the admin web page's
+// session cookie, so that the admin API accepts the page's session as well
+// as a bearer token (CONTRACT.md).
+type SessionAuthenticator interface {
+	// AuthenticateSession returns r's context carrying the administrator of
+	// its session. ok is false when r carries no session cookie; an error
+	// refuses the request (no live session, or a state change without the
+	// session's CSRF token or from another origin).
+	AuthenticateSession(r *http.Request) (ctx context.Context, ok bool, err error)
+}
+
+// AcceptSessions makes the admin API accept the sessions that s
+// authenticates, on requests that carry no Authorization header. Call it
+// before serving.
+func (a *API) AcceptSessions(s SessionAuthenticator) { a.sessions = s }
+
+// requireAdmin authenticates an admin API request by its bearer token or,
+// when it has no Authorization header, by the web page's session.
+func (a *API) requireAdmin(next http.Handler) http.Handler {
+	bearer := a.authn.Require(pki.TokenAdmin, a.fail)(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.sessions != nil && len(r.Header.Values("Authorization")) == 0 {
+			ctx, ok, err := a.sessions.AuthenticateSession(r)
+			switch {
+			case err != nil:
+				a.fail(w, r, err)
+				return
+			case ok:
+				next.ServeHTTP(w, r.WithContext(ctx))
+				return
+			}
+		}
+		bearer.ServeHTTP(w, r)
+	})
 }
 
 func (a *API) notFound(w http.ResponseWriter, r *http.Request) { a.fail(w, r, pki.ErrNotFound) }

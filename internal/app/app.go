@@ -22,6 +22,7 @@ import (
 	"github.com/pkid/pkid/internal/policy"
 	"github.com/pkid/pkid/internal/server"
 	"github.com/pkid/pkid/internal/store"
+	"github.com/pkid/pkid/internal/web"
 )
 
 // App is a running pkid node, minus its listeners.
@@ -122,12 +123,17 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 		Config: cfg, DB: db, Hierarchy: hierarchy, Certs: certs, Accounts: accounts,
 		Tokens: tokens, Linter: linter, Metrics: metrics, Log: log,
 	}
-	a.Handler = server.Handler(server.Deps{
-		API:     api.New(certs, accounts, authn, log),
+	jsonAPI := api.New(certs, accounts, authn, log)
+	admin := web.New(certs, accounts, db, web.Options{Now: now, Log: log})
+	jsonAPI.AcceptSessions(admin)
+	deps := server.Deps{
+		API:     jsonAPI,
 		Metrics: metrics,
 		Log:     log,
 		Ready:   a.Ready,
-	})
+	}
+	deps.Mount = append(deps.Mount, admin.Mount)
+	a.Handler = server.Handler(deps)
 	return a, nil
 }
 
