@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"encoding/base64"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/go-chi/chi/v5"
+	"golang.org/x/crypto/cryptobyte"
+	casn1 "golang.org/x/crypto/cryptobyte/asn1"
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/pkid/pkid/internal/ocsp"
@@ -23,7 +26,10 @@ import (
 // for any input: no panic, no 5xx (the cache holds what it needs; there is
 // no database to fail), Content-Type application/ocsp-response, and a
 // signed answer only for a request that asks, with one CertID of the
-// intermediate, about the one serial the cache holds.
+// intermediate, about the one serial the cache holds. It also checks the
+// responder's parser against x/crypto's ParseRequest: whatever the former
+// accepts, the latter reads alike (once the signature and requestor name,
+// which x/crypto refuses and pkid ignores, are dropped).
 func FuzzOCSPRequest(f *testing.F) {
 	h := testHierarchy(f)
 	c := ocsp.NewCache(memoryStore{}, ocsp.CacheOptions{})
@@ -51,6 +57,7 @@ func FuzzOCSPRequest(f *testing.F) {
 	f.Add([]byte{})
 
 	f.Fuzz(func(t *testing.T, in []byte) {
+		checkParser(t, in)
 		b64 := base64.StdEncoding.EncodeToString(in)
 		reqs := []*http.Request{
 			httptest.NewRequest(http.MethodPost, "/ocsp", bytes.NewReader(in)),
@@ -85,6 +92,49 @@ func FuzzOCSPRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkParser compares the responder's request parser with x/crypto's.
+func checkParser(t *testing.T, in []byte) {
+	got, err := ocsp.ParseRequest(in)
+	if err != nil {
+		return
+	}
+	ref, err := xocsp.ParseRequest(unsigned(t, in))
+	if err != nil {
+		t.Fatalf("accepted a request that x/crypto refuses: %v", err)
+	}
+	if got.Hash != ref.HashAlgorithm || !bytes.Equal(got.NameHash, ref.IssuerNameHash) ||
+		!bytes.Equal(got.KeyHash, ref.IssuerKeyHash) || integer(got.Serial).Cmp(ref.SerialNumber) != 0 {
+		t.Fatalf("read %+v, x/crypto %+v", got, ref)
+	}
+}
+
+// integer returns the value of a DER INTEGER's content octets (two's
+// complement, big-endian).
+func integer(b []byte) *big.Int {
+	n := new(big.Int).SetBytes(b)
+	if len(b) > 0 && b[0]&0x80 != 0 {
+		n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(8*len(b))))
+	}
+	return n
+}
+
+// unsigned returns der, a request the responder accepted, without its
+// optionalSignature, requestorName and extensions: the request as the
+// responder treats it, in the form x/crypto reads.
+func unsigned(t *testing.T, der []byte) []byte {
+	in := cryptobyte.String(der)
+	var outer, tbs, list cryptobyte.String
+	if !in.ReadASN1(&outer, casn1.SEQUENCE) || !outer.ReadASN1(&tbs, casn1.SEQUENCE) ||
+		!tbs.SkipOptionalASN1(explicit0) || !tbs.SkipOptionalASN1(explicit1) || !tbs.ReadASN1Element(&list, casn1.SEQUENCE) {
+		t.Fatal("the responder accepted a request without the structure it requires")
+	}
+	var b cryptobyte.Builder
+	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddBytes(list) })
+	})
+	return b.BytesOrPanic()
 }
 
 // validRequestURI reports whether httptest.NewRequest would accept path as

@@ -1,16 +1,17 @@
 package ocsp
 
 import (
+	"bytes"
+	"crypto"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"math/big"
-	"net/url"
 	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
 	casn1 "golang.org/x/crypto/cryptobyte/asn1"
-	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/pkid/pkid/internal/pki"
 )
@@ -37,28 +38,16 @@ var (
 	tagExplicit2 = casn1.Tag(2).Constructed().ContextSpecific()
 )
 
-// parseRequest parses one DER OCSPRequest. It accepts exactly one Request in
-// the requestList: x/crypto's ParseRequest would silently take the first of
-// several, and a client that asked about two certificates must not be told
-// about one as if that were the whole answer (RFC 5019 §2.1.1; SECURITY.md
-// O-13). A signed request is answered as unsigned (RFC 5019 §2.1.2): its
-// signature and requestor name are dropped before x/crypto sees it, since
-// x/crypto refuses signatures and misreads requestor names (a GeneralName,
-// which it parses as a distinguished name). Request extensions, the nonce
-// among them, are ignored (see the package documentation).
-func parseRequest(der []byte) (*xocsp.Request, error) {
-	plain, err := oneRequest(der)
-	if err != nil {
-		return nil, err
-	}
-	req, err := xocsp.ParseRequest(plain)
-	if err != nil {
-		return nil, requestError(err.Error())
-	}
-	return req, nil
+// certRequest is the one CertID of a request (RFC 6960 §4.1.1). Its byte
+// slices point into the request.
+type certRequest struct {
+	hash     crypto.Hash // SHA-1, SHA-256, SHA-384 or SHA-512
+	nameHash []byte
+	keyHash  []byte
+	serial   []byte // the INTEGER's content octets, two's complement, minimal
 }
 
-// oneRequest walks the outer structure of an OCSPRequest:
+// parseRequest parses one DER OCSPRequest:
 //
 //	OCSPRequest ::= SEQUENCE {
 //	    tbsRequest                  TBSRequest,
@@ -68,96 +57,204 @@ func parseRequest(der []byte) (*xocsp.Request, error) {
 //	    requestorName       [1]     EXPLICIT GeneralName OPTIONAL,
 //	    requestList                 SEQUENCE OF Request,
 //	    requestExtensions   [2]     EXPLICIT Extensions OPTIONAL }
+//	Request ::= SEQUENCE {
+//	    reqCert                     CertID,
+//	    singleRequestExtensions [0] EXPLICIT Extensions OPTIONAL }
+//	CertID ::= SEQUENCE {
+//	    hashAlgorithm       AlgorithmIdentifier,
+//	    issuerNameHash      OCTET STRING,
+//	    issuerKeyHash       OCTET STRING,
+//	    serialNumber        CertificateSerialNumber }
 //
-// in DER (cryptobyte refuses indefinite and non-minimal lengths), and checks
-// that requestList holds exactly one Request. It returns der itself, or for a
-// signed or named request the equivalent request with the requestList alone.
-// It allocates only in that last case.
-func oneRequest(der []byte) ([]byte, error) {
+// in DER (cryptobyte refuses indefinite and non-minimal lengths), without
+// allocating. It accepts exactly one Request in the requestList: a client
+// that asked about two certificates must not be told about one as if that
+// were the whole answer (RFC 5019 §2.1.1; SECURITY.md O-13; x/crypto's
+// ParseRequest silently takes the first). The signature of a signed request
+// and the requestor name are skipped unread (RFC 5019 §2.1.2), and so are
+// extensions, the nonce among them (see the package documentation). The hash
+// algorithm must be one that x/crypto knows (SHA-1, SHA-256, SHA-384,
+// SHA-512; MD5 and the rest are malformed).
+//
+// It reads what x/crypto's ParseRequest reads, the same way, and refuses
+// more (trailing elements inside the structures, which encoding/asn1
+// tolerates); FuzzOCSPRequest checks that whatever it accepts x/crypto reads
+// alike. It exists because ParseRequest, through encoding/asn1's
+// reflection, costs several times the rest of the request.
+func parseRequest(der []byte) (certRequest, error) {
+	var q certRequest
 	in := cryptobyte.String(der)
 	var outer, tbs cryptobyte.String
 	if !in.ReadASN1(&outer, casn1.SEQUENCE) || !in.Empty() {
-		return nil, requestError("not one DER SEQUENCE")
+		return q, requestError("not one DER SEQUENCE")
 	}
 	if !outer.ReadASN1(&tbs, casn1.SEQUENCE) {
-		return nil, requestError("no tbsRequest")
+		return q, requestError("no tbsRequest")
 	}
-	signed := outer.PeekASN1Tag(tagExplicit0)
 	if !outer.SkipOptionalASN1(tagExplicit0) || !outer.Empty() {
-		return nil, requestError("bad optionalSignature or trailing data")
+		return q, requestError("bad optionalSignature or trailing data")
 	}
-	if !tbs.SkipOptionalASN1(tagExplicit0) {
-		return nil, requestError("bad version")
+	var version cryptobyte.String
+	var hasVersion bool
+	if !tbs.ReadOptionalASN1(&version, &hasVersion, tagExplicit0) {
+		return q, requestError("bad version")
 	}
-	named := tbs.PeekASN1Tag(tagExplicit1)
+	if hasVersion {
+		var v int
+		if !version.ReadASN1Integer(&v) || !version.Empty() {
+			return q, requestError("bad version")
+		}
+	}
 	if !tbs.SkipOptionalASN1(tagExplicit1) {
-		return nil, requestError("bad requestorName")
+		return q, requestError("bad requestorName")
 	}
-	var listElem cryptobyte.String
-	if !tbs.ReadASN1Element(&listElem, casn1.SEQUENCE) {
-		return nil, requestError("no requestList")
+	var list cryptobyte.String
+	if !tbs.ReadASN1(&list, casn1.SEQUENCE) {
+		return q, requestError("no requestList")
 	}
 	if !tbs.SkipOptionalASN1(tagExplicit2) || !tbs.Empty() {
-		return nil, requestError("bad requestExtensions or trailing data")
-	}
-	list, items := listElem, cryptobyte.String(nil)
-	if !list.ReadASN1(&items, casn1.SEQUENCE) {
-		return nil, requestError("bad requestList")
+		return q, requestError("bad requestExtensions or trailing data")
 	}
 	var one cryptobyte.String
-	if !items.ReadASN1(&one, casn1.SEQUENCE) {
-		return nil, requestError("no Request in requestList")
+	if !list.ReadASN1(&one, casn1.SEQUENCE) {
+		return q, requestError("no Request in requestList")
 	}
-	if !items.Empty() {
-		return nil, requestError("more than one Request in requestList")
+	if !list.Empty() {
+		return q, requestError("more than one Request in requestList")
 	}
-	if !signed && !named {
-		return der, nil
+	var id, alg, oid cryptobyte.String
+	if !one.ReadASN1(&id, casn1.SEQUENCE) || !one.SkipOptionalASN1(tagExplicit0) || !one.Empty() {
+		return q, requestError("bad Request")
 	}
-	var b cryptobyte.Builder
-	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddBytes(listElem) })
-	})
-	return b.Bytes()
+	if !id.ReadASN1(&alg, casn1.SEQUENCE) || !alg.ReadASN1(&oid, casn1.OBJECT_IDENTIFIER) {
+		return q, requestError("bad hashAlgorithm")
+	}
+	// Parameters: NULL, absent, or anything (x/crypto reads them as ANY).
+	var params cryptobyte.String
+	var paramsTag casn1.Tag
+	if !alg.Empty() && (!alg.ReadAnyASN1(&params, &paramsTag) || !alg.Empty()) {
+		return q, requestError("bad hashAlgorithm parameters")
+	}
+	if q.hash = hashFromOID(oid); q.hash == 0 {
+		return q, requestError("unknown CertID hash algorithm")
+	}
+	var serial cryptobyte.String
+	if !id.ReadASN1Bytes(&q.nameHash, casn1.OCTET_STRING) || !id.ReadASN1Bytes(&q.keyHash, casn1.OCTET_STRING) ||
+		!id.ReadASN1(&serial, casn1.INTEGER) || !id.Empty() || !minimalInteger(serial) {
+		return q, requestError("bad CertID")
+	}
+	q.serial = serial
+	return q, nil
 }
+
+// The content octets of the hash algorithm OIDs that x/crypto knows.
+var hashOIDs = []struct {
+	hash crypto.Hash
+	oid  []byte
+}{
+	{crypto.SHA1, oidContent(1, 3, 14, 3, 2, 26)},
+	{crypto.SHA256, oidContent(2, 16, 840, 1, 101, 3, 4, 2, 1)},
+	{crypto.SHA384, oidContent(2, 16, 840, 1, 101, 3, 4, 2, 2)},
+	{crypto.SHA512, oidContent(2, 16, 840, 1, 101, 3, 4, 2, 3)},
+}
+
+func oidContent(ids ...int) []byte {
+	der, err := asn1.Marshal(asn1.ObjectIdentifier(ids))
+	if err != nil {
+		panic(err)
+	}
+	return der[2:] // tag and one-byte length
+}
+
+func hashFromOID(oid []byte) crypto.Hash {
+	for _, h := range hashOIDs {
+		if bytes.Equal(oid, h.oid) {
+			return h.hash
+		}
+	}
+	return 0
+}
+
+// minimalInteger reports whether b is the content of a DER INTEGER: not
+// empty, and no leading byte that the sign does not need (X.690 §8.3.2).
+func minimalInteger(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	if len(b) > 1 && (b[0] == 0 && b[1]&0x80 == 0 || b[0] == 0xff && b[1]&0x80 != 0) {
+		return false
+	}
+	return true
+}
+
+// maxGETPath caps the escaped path of a GET request: the base64 of a
+// request of maxRequestSize bytes, with room for escapes. Anything longer is
+// refused unread.
+const maxGETPath = 16 << 10
+
+// bufSize is the scratch space a request needs: a POST body (one byte more
+// than allowed, to see that it is too large), or a GET path unescaped and
+// its decoded bytes.
+const bufSize = maxGETPath + maxRequestSize + 1
 
 // decodeGET returns the DER request of the GET form, RFC 6960 appendix A.1:
 // {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}. path is
 // what follows "/ocsp/", still escaped. A leading "/" is tolerated (clients
 // that join URLs carelessly send "//"; the DER of a request always begins
 // 0x30, so its base64 begins "M", never "/"). Escapes are undone, and a
-// space, which is what a "+" becomes when someone decoded the path as a query
-// string, is a "+" again (Boulder did the same). The base64 must be the
-// standard alphabet, padded or not.
-func decodeGET(path string, dst []byte) ([]byte, error) {
+// space, which is what a "+" becomes when someone decoded the path as a
+// query string, is a "+" again (Boulder did the same). The base64 must be
+// the standard alphabet, padded or not. buf (bufSize bytes) holds the
+// unescaped text and then the result, which points into it.
+func decodeGET(path string, buf []byte) ([]byte, error) {
 	path = strings.TrimLeft(path, "/")
 	if path == "" {
 		return nil, requestError("empty GET request")
 	}
-	if len(path) > 3*maxRequestSize {
+	if len(path) > maxGETPath {
 		return nil, errTooLarge
 	}
-	s, err := url.PathUnescape(path)
-	if err != nil {
-		return nil, requestError("bad %-escape in GET request")
+	text := buf[:0]
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if c == '%' {
+			if i+2 >= len(path) || unhex(path[i+1]) < 0 || unhex(path[i+2]) < 0 {
+				return nil, requestError("bad %-escape in GET request")
+			}
+			c = byte(unhex(path[i+1])<<4 | unhex(path[i+2]))
+			i += 2
+		}
+		if c == ' ' {
+			c = '+'
+		}
+		text = append(text, c)
 	}
-	s = strings.ReplaceAll(s, " ", "+")
 	enc := base64.StdEncoding
-	if len(s)%4 != 0 {
+	if len(text)%4 != 0 {
 		enc = base64.RawStdEncoding
 	}
-	n := enc.DecodedLen(len(s))
-	if n > maxRequestSize {
+	if enc.DecodedLen(len(text)) > maxRequestSize {
 		return nil, errTooLarge
 	}
-	if cap(dst) < n {
-		dst = make([]byte, n)
-	}
-	n, err = enc.Decode(dst[:n], []byte(s))
+	out := buf[len(text):cap(buf)]
+	n, err := enc.Decode(out, text)
 	if err != nil {
 		return nil, requestError("bad base64 in GET request")
 	}
-	return dst[:n], nil
+	return out[:n], nil
+}
+
+// unhex returns the value of a hexadecimal digit, or -1.
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
 }
 
 // serialKey is a pkid serial number as the 17 bytes of the integer: the
@@ -168,6 +265,19 @@ type serialKey [1 + pki.SerialRandomBytes]byte
 
 // serialPrefix is the first byte of every pkid serial (internal/pki/serial.go).
 const serialPrefix = 0x70
+
+// keyFromInteger returns the key of a serial number given as the content
+// octets of its DER INTEGER, or false when it cannot be one of pkid's: a
+// pkid serial is positive and its first byte, 0x70, has the sign bit clear,
+// so its INTEGER is exactly its 17 bytes.
+func keyFromInteger(b []byte) (serialKey, bool) {
+	var k serialKey
+	if len(b) != len(k) || b[0] != serialPrefix {
+		return k, false
+	}
+	copy(k[:], b)
+	return k, true
+}
 
 // keyFromBig returns the key of n, or false when n cannot be one of pkid's
 // serials: not positive, not 17 bytes long, or another first byte.

@@ -44,8 +44,8 @@ func TestParseSeeds(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if req.HashAlgorithm != tt.hash {
-				t.Errorf("hash %v, want %v", req.HashAlgorithm, tt.hash)
+			if req.hash != tt.hash {
+				t.Errorf("hash %v, want %v", req.hash, tt.hash)
 			}
 		})
 	}

@@ -64,7 +64,7 @@ func NewResponder(c *Cache, issuers func() []*x509.Certificate, signer func() *i
 		now:     c.opts.Now,
 	}
 	r.bufs.New = func() any {
-		b := make([]byte, maxRequestSize+1)
+		b := make([]byte, bufSize)
 		return &b
 	}
 	return r
@@ -101,7 +101,7 @@ func (r *Responder) serve(w http.ResponseWriter, req *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		der, err = decodeGET(chi.URLParam(req, "*"), *bufp)
 	case http.MethodPost:
-		der, err = readBody(req, *bufp)
+		der, err = readBody(req, (*bufp)[:maxRequestSize+1])
 	default:
 		w.Header()["Allow"] = allowedMethods
 		r.fail(w, req, http.StatusMethodNotAllowed, malformedBody, StatusMalformed, SourceNone, nil)
@@ -142,7 +142,7 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, der []byte)
 		return
 	}
 	var alg int
-	switch q.HashAlgorithm {
+	switch q.hash {
 	case crypto.SHA1:
 		alg = hashSHA1
 	case crypto.SHA256:
@@ -151,12 +151,12 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, der []byte)
 		r.fail(w, req, http.StatusOK, unauthorizedBody, StatusUnauthorized, SourceNone, errUnsupportedHash)
 		return
 	}
-	auth := r.issuers.load().match(alg, q.IssuerNameHash, q.IssuerKeyHash)
+	auth := r.issuers.load().match(alg, q.nameHash, q.keyHash)
 	if auth == nil {
 		r.fail(w, req, http.StatusOK, unauthorizedBody, StatusUnauthorized, SourceNone, errOtherIssuer)
 		return
 	}
-	k, ok := keyFromBig(q.SerialNumber)
+	k, ok := keyFromInteger(q.serial)
 	if !ok {
 		r.fail(w, req, http.StatusOK, unauthorizedBody, StatusUnauthorized, SourceNone, errNotPkidSerial)
 		return

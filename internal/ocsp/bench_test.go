@@ -1,0 +1,81 @@
+package ocsp_test
+
+import (
+	"bytes"
+	"crypto"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/pkid/pkid/internal/ocsp"
+	"github.com/pkid/pkid/internal/pki"
+)
+
+// benchResponder is a responder holding n responses, and one request of
+// each form per serial.
+func benchResponder(b *testing.B, n int) (http.Handler, [][]byte, []string) {
+	h := testHierarchy(b)
+	c := ocsp.NewCache(memoryStore{}, ocsp.CacheOptions{})
+	var posts [][]byte
+	var gets []string
+	for range n {
+		s := pki.MustNewSerial()
+		c.Install(h.response(b, s, status{}))
+		der := request(b, h.inter.Cert, s, crypto.SHA1)
+		posts = append(posts, der)
+		gets = append(gets, getPath(der))
+	}
+	router := chi.NewRouter()
+	ocsp.NewResponder(c, h.issuers, h.current, nil, nil).Routes(router)
+	return router, posts, gets
+}
+
+// discard is a ResponseWriter that keeps nothing, so that the benchmark
+// measures the responder rather than a recorder.
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discard) WriteHeader(int)             {}
+
+// BenchmarkResponder measures the handler alone, from a parsed HTTP
+// request to the bytes written, for responses held in memory.
+func BenchmarkResponder(b *testing.B) {
+	router, posts, gets := benchResponder(b, 1000)
+	b.Run("GET", func(b *testing.B) {
+		reqs := make([]*http.Request, len(gets))
+		for i, p := range gets {
+			reqs[i] = httptest.NewRequest(http.MethodGet, p, nil)
+		}
+		w := &discard{h: http.Header{}}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			clear(w.h)
+			router.ServeHTTP(w, reqs[i%len(reqs)])
+			i++
+		}
+	})
+	b.Run("POST", func(b *testing.B) {
+		w := &discard{h: http.Header{}}
+		rd := new(bytes.Reader)
+		req := httptest.NewRequest(http.MethodPost, "/ocsp", rd)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			clear(w.h)
+			rd.Reset(posts[i%len(posts)])
+			req.Body = http.NoBody
+			req.Body = readCloser{rd}
+			req.ContentLength = int64(rd.Len())
+			router.ServeHTTP(w, req)
+			i++
+		}
+	})
+}
+
+type readCloser struct{ *bytes.Reader }
+
+func (readCloser) Close() error { return nil }
