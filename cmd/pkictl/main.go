@@ -84,7 +84,12 @@ var commands = map[string]command{
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	e := &env{getenv: getenv, stdout: stdout, stderr: stderr, now: time.Now}
+	return (&env{getenv: getenv, stdout: stdout, stderr: stderr, now: time.Now}).run(ctx, args)
+}
+
+// run dispatches to the command args name and returns the exit code.
+func (e *env) run(ctx context.Context, args []string) int {
+	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
