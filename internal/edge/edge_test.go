@@ -2,6 +2,7 @@ package edge
 
 import (
 	"crypto/x509"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -264,7 +265,7 @@ func TestSingleFlight(t *testing.T) {
 		wg.Go(func() {
 			resp, _, err := h.get(c, nil)
 			if err == nil && resp.StatusCode != http.StatusOK {
-				err = &http.ProtocolError{ErrorString: resp.Status}
+				err = fmt.Errorf("status %s", resp.Status)
 			}
 			errs <- err
 		})

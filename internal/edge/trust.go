@@ -38,7 +38,9 @@ type RefusalError struct {
 	Err    error
 }
 
-func (e *RefusalError) Error() string { return "edge: client refused (" + e.Reason + "): " + e.Err.Error() }
+func (e *RefusalError) Error() string {
+	return "edge: client refused (" + e.Reason + "): " + e.Err.Error()
+}
 func (e *RefusalError) Unwrap() error { return e.Err }
 
 // trust is what --ca, --cert and --key say, loaded together so that a
