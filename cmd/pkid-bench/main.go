@@ -190,7 +190,7 @@ func initCA(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := ca.Init(ctx, db, issuance.HierarchyConfig{PublicURL: cfg.PublicURL}, cfg.KeyPassphrase, l, time.Now()); err != nil {
+	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: cfg.PublicURL}}, cfg.KeyPassphrase, l, time.Now()); err != nil {
 		return err
 	}
 	_, err = auth.EnsureKey(ctx, db, cfg.KeyPassphrase, time.Now())

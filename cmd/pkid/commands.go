@@ -74,7 +74,7 @@ func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stde
 		return err
 	}
 	now := time.Now()
-	created, fp, err := ca.Init(ctx, db, hc, cfg.KeyPassphrase, l, now)
+	created, fp, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity}, cfg.KeyPassphrase, l, now)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/pkid/pkid/internal/account"
@@ -17,8 +18,11 @@ import (
 	"github.com/pkid/pkid/internal/auth"
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
+	"github.com/pkid/pkid/internal/crl"
 	"github.com/pkid/pkid/internal/issuance"
 	"github.com/pkid/pkid/internal/lint"
+	"github.com/pkid/pkid/internal/ocsp"
+	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/policy"
 	"github.com/pkid/pkid/internal/server"
 	"github.com/pkid/pkid/internal/store"
@@ -37,7 +41,21 @@ type App struct {
 	Metrics   *server.Metrics
 	Handler   http.Handler
 	Log       *slog.Logger
+	OCSP      *ocsp.Cache // this node's pre-signed OCSP responses
+	CRLs      *crl.Cache  // this node's copy of the current CRLs
+	CRLJob    *crl.Job    // signs the intermediate's CRL
+	resigner  *ocsp.Resigner
 }
+
+// publisher passes the CA's committed status changes to this node's OCSP
+// cache and CRL job.
+type publisher struct {
+	ocsp *ocsp.Cache
+	crl  *crl.Job
+}
+
+func (p publisher) PublishOCSP(resps ...*pki.OCSPResponse) { p.ocsp.Install(resps...) }
+func (p publisher) RevocationCommitted(string)             { p.crl.Nudge() }
 
 // Options adjust an App for tests and benchmarks.
 type Options struct {
@@ -105,6 +123,29 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 	if opts.CAObserver != nil {
 		observer = observers{metrics, opts.CAObserver}
 	}
+
+	// Revocation status: the OCSP responder and its cache, the CRL job and
+	// its cache. The CA tells both about every committed change.
+	ocspCache := ocsp.NewCache(db, ocsp.CacheOptions{Now: now, Log: log})
+	resigner, err := ocsp.NewResigner(db, ocspCache, hierarchy.Issuers, hierarchy.OCSPSigner,
+		ocsp.ResignerOptions{Validity: cfg.OCSPValidity, Now: now, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	crlCache := crl.NewCache(db, func() []string {
+		return []string{hierarchy.RootID(), hierarchy.Intermediate().ID}
+	}, crl.CacheOptions{Log: log})
+	idp, err := issuance.CRLURL(cfg.PublicBase())
+	if err != nil {
+		return nil, err
+	}
+	crlJob, err := crl.NewJob(db, hierarchy.Intermediate, crlCache, linter, crl.JobConfig{
+		IDPURL: idp, Interval: cfg.CRLInterval, Validity: cfg.CRLValidity, Now: now, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	certs := ca.New(db, hierarchy, linter, ca.Options{
 		PublicURL:       cfg.PublicBase(),
 		DefaultValidity: cfg.DefaultValidity,
@@ -112,8 +153,10 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 		Backdate:        cfg.Backdate,
 		Limits:          policy.DefaultLimits(),
 		Now:             now,
+		OCSPValidity:    cfg.OCSPValidity,
 		Log:             log,
 		Observer:        observer,
+		Publisher:       publisher{ocsp: ocspCache, crl: crlJob},
 	})
 	tokens := auth.NewTokens(keys, now)
 	accounts := account.New(db, tokens, now)
@@ -122,6 +165,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 	a := &App{
 		Config: cfg, DB: db, Hierarchy: hierarchy, Certs: certs, Accounts: accounts,
 		Tokens: tokens, Linter: linter, Metrics: metrics, Log: log,
+		OCSP: ocspCache, CRLs: crlCache, CRLJob: crlJob, resigner: resigner,
 	}
 	jsonAPI := api.New(certs, accounts, authn, log)
 	admin := web.New(certs, accounts, db, web.Options{Now: now, Log: log})
@@ -132,7 +176,10 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 		Log:     log,
 		Ready:   a.Ready,
 	}
-	deps.Mount = append(deps.Mount, admin.Mount)
+	responder := ocsp.NewResponder(ocspCache, hierarchy.Issuers, hierarchy.OCSPSigner, log, metrics)
+	crlHandler := crl.NewHandler(crlCache, hierarchy.RootID, func() string { return hierarchy.Intermediate().ID }, now)
+	deps.Quiet = append(deps.Quiet, responder.Routes)
+	deps.Mount = append(deps.Mount, crlHandler.Routes, admin.Mount)
 	a.Handler = server.Handler(deps)
 	return a, nil
 }
@@ -153,9 +200,21 @@ func (a *App) Ready(ctx context.Context) error {
 	return nil
 }
 
-// RunJobs runs the node's background jobs until ctx ends: today the hourly
-// check that renews the delegated OCSP signer before it expires.
+// RunJobs runs the node's background jobs until ctx ends: keeping the OCSP
+// cache in step with the database (load, LISTEN, catch-up), re-signing OCSP
+// responses ahead of expiry, the CRL job and the CRL cache, and the hourly
+// check that renews the delegated OCSP signer.
 func (a *App) RunJobs(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context){a.OCSP.Run, a.resigner.Run, a.CRLs.Run, a.CRLJob.Run, a.renewOCSPSigner} {
+		wg.Go(func() { run(ctx) })
+	}
+	wg.Wait()
+}
+
+// renewOCSPSigner checks hourly whether the delegated OCSP signer is due for
+// renewal and renews it.
+func (a *App) renewOCSPSigner(ctx context.Context) {
 	hc := issuance.HierarchyConfig{PublicURL: a.Config.PublicBase()}
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()

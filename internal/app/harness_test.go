@@ -68,7 +68,7 @@ func newNode(t *testing.T) *node {
 		t.Fatal(err)
 	}
 	pass := []byte(testPassphrase)
-	if _, _, err := ca.Init(ctx, db, issuance.HierarchyConfig{PublicURL: "http://pkid.test"}, pass, l, time.Now()); err != nil {
+	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: "http://pkid.test"}}, pass, l, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := auth.EnsureKey(ctx, db, pass, time.Now()); err != nil {
@@ -96,6 +96,10 @@ func startNode(t *testing.T, url string, db *store.DB, pass []byte) *node {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
+	jobs, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.RunJobs(jobs); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
 	srv := httptest.NewServer(a.Handler)
 	t.Cleanup(srv.Close)
 	n := &node{t: t, app: a, srv: srv, dbURL: url, rawDB: db, passph: pass, clock: clock}

@@ -69,6 +69,9 @@ func (h *Hierarchy) ChainPEM() []byte {
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.root.Raw})...)
 }
 
+// RootID returns the root's issuer ID (the hex SHA-256 of its certificate).
+func (h *Hierarchy) RootID() string { return Fingerprint(h.root.Raw) }
+
 // RootFingerprint returns the SHA-256 fingerprint of the root certificate as
 // lowercase hex: what users pin.
 func (h *Hierarchy) RootFingerprint() string { return Fingerprint(h.root.Raw) }
@@ -79,22 +82,49 @@ func Fingerprint(der []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// DefaultRootCRLValidity is the nextUpdate of the root's CRL: the root key
+// signs only when an operator runs init or rotates an intermediate, so its
+// CRL must last until the next time (CONTRACT.md: default 365 days).
+const DefaultRootCRLValidity = 365 * 24 * time.Hour
+
+// InitConfig configures the hierarchy that Init creates.
+type InitConfig struct {
+	Hierarchy issuance.HierarchyConfig
+	// RootCRLValidity is the nextUpdate of the root's CRL; 0 means
+	// DefaultRootCRLValidity.
+	RootCRLValidity time.Duration
+}
+
 // Init creates the CA hierarchy if the database has none: an ECDSA P-384
 // root, an ECDSA P-256 issuing intermediate (pathLen 0) and a delegated OCSP
-// signer, each linted before it is signed, with keys sealed under passphrase.
-// It is idempotent: when a hierarchy exists it changes nothing and returns
-// created=false. It returns the root's SHA-256 fingerprint either way.
-func Init(ctx context.Context, st HierarchyStore, cfg issuance.HierarchyConfig, passphrase []byte, l *lint.Linter, now time.Time) (created bool, rootFingerprint string, err error) {
+// signer, each linted before it is signed, with keys sealed under passphrase,
+// and the root's first CRL. It is idempotent: when a hierarchy exists it
+// changes nothing (but signs the root's CRL if an interrupted init left none)
+// and returns created=false. It returns the root's SHA-256 fingerprint
+// either way.
+func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []byte, l *lint.Linter, now time.Time) (created bool, rootFingerprint string, err error) {
+	cfg := icfg.Hierarchy
 	existing, err := st.Issuers(ctx)
 	if err != nil {
 		return false, "", err
 	}
 	if len(existing) > 0 {
-		root, err := findIssuer(existing, pki.IssuerRoot)
+		rootRec, err := findIssuer(existing, pki.IssuerRoot)
 		if err != nil {
 			return false, "", err
 		}
-		return false, Fingerprint(root.Certificate), nil
+		if _, err := st.LatestCRL(ctx, rootRec.ID); errors.Is(err, pki.ErrNotFound) {
+			root, err := openIssuer(rootRec, passphrase, now)
+			if err != nil {
+				return false, "", err
+			}
+			if err := signRootCRL(ctx, st, root, icfg.RootCRLValidity, l, now); err != nil {
+				return false, "", err
+			}
+		} else if err != nil {
+			return false, "", err
+		}
+		return false, Fingerprint(rootRec.Certificate), nil
 	}
 
 	rootKey, err := issuance.GenerateKey(elliptic.P384())
@@ -145,11 +175,39 @@ func Init(ctx context.Context, st HierarchyStore, cfg issuance.HierarchyConfig, 
 	if err := st.InsertIssuers(ctx, recs, ev); err != nil {
 		if errors.Is(err, pki.ErrAlreadyExists) {
 			// Another `pkid init` won the race; report what it made.
-			return Init(ctx, st, cfg, passphrase, l, now)
+			return Init(ctx, st, icfg, passphrase, l, now)
 		}
 		return false, "", err
 	}
+	if err := signRootCRL(ctx, st, root, icfg.RootCRLValidity, l, now); err != nil {
+		return false, "", err
+	}
 	return true, root.ID, nil
+}
+
+// signRootCRL signs and stores the root's CRL: the intermediates it has
+// revoked (none yet: revoking an intermediate is an offline ceremony), with a
+// long nextUpdate because the root key is rarely opened.
+func signRootCRL(ctx context.Context, st HierarchyStore, root *issuance.Issuer, validity time.Duration, l *lint.Linter, now time.Time) error {
+	if validity == 0 {
+		validity = DefaultRootCRLValidity
+	}
+	number, err := st.NextCRLNumber(ctx)
+	if err != nil {
+		return err
+	}
+	this := now.UTC().Truncate(time.Second)
+	der, err := root.SignCRL(issuance.CRLTemplate{Number: number, ThisUpdate: this, NextUpdate: this.Add(validity), CA: true}, l)
+	if err != nil {
+		return fmt.Errorf("ca: signing the root's CRL: %w", err)
+	}
+	c := &pki.CRL{IssuerID: root.ID, Number: number, DER: der, ThisUpdate: this, NextUpdate: this.Add(validity)}
+	ev := pki.AuditEvent{Actor: "system", Action: "crl.signed", Outcome: pki.OutcomeSuccess,
+		Detail: map[string]any{"issuer": root.ID, "number": number, "entries": 0, "root": true}}
+	if err := st.InsertCRL(ctx, c, ev); err != nil {
+		return fmt.Errorf("ca: storing the root's CRL: %w", err)
+	}
+	return nil
 }
 
 func sealIssuer(kind pki.IssuerKind, is, parent *issuance.Issuer, passphrase []byte) (*pki.IssuerRecord, error) {

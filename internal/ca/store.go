@@ -50,6 +50,14 @@ type HierarchyStore interface {
 	// storing nothing, when old is no longer current (another node replaced
 	// it first).
 	ReplaceIssuer(ctx context.Context, oldID string, rec *pki.IssuerRecord, ev pki.AuditEvent) error
+
+	// LatestCRL returns the newest CRL of an issuer, or ErrNotFound.
+	LatestCRL(ctx context.Context, issuerID string) (*pki.CRL, error)
+	// NextCRLNumber draws the next CRL number (they grow across issuers and
+	// nodes).
+	NextCRLNumber(ctx context.Context) (int64, error)
+	// InsertCRL stores a CRL signed outside the CRL job (the root's) with ev.
+	InsertCRL(ctx context.Context, c *pki.CRL, ev pki.AuditEvent) error
 }
 
 // RevocationStore is what revocation needs from the database.

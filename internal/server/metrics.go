@@ -21,6 +21,7 @@ type Metrics struct {
 	httpDuration *prometheus.HistogramVec
 	issuance     *prometheus.HistogramVec
 	issueStage   *prometheus.HistogramVec
+	ocsp         *prometheus.CounterVec
 }
 
 // NewMetrics registers pkid's instruments, plus the Go runtime and process
@@ -45,7 +46,10 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
 		}, []string{"stage"}),
 	}
-	reg.MustRegister(m.httpRequests, m.httpDuration, m.issuance, m.issueStage,
+	m.ocsp = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pkid_ocsp_responses_total", Help: "OCSP answers by status (good, revoked, unauthorized, malformed, tryLater) and source (memory, database, signed on demand).",
+	}, []string{"status", "source"})
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.issuance, m.issueStage, m.ocsp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -58,6 +62,11 @@ func (m *Metrics) IssueStage(stage string, d time.Duration) {
 // IssueOutcome implements ca.Observer.
 func (m *Metrics) IssueOutcome(outcome string, d time.Duration) {
 	m.issuance.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// OCSPAnswered implements ocsp.Metrics.
+func (m *Metrics) OCSPAnswered(status, source string) {
+	m.ocsp.WithLabelValues(status, source).Inc()
 }
 
 // PoolStats is a snapshot of the database pool, in plain numbers so that the

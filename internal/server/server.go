@@ -28,15 +28,32 @@ type Deps struct {
 	Log     *slog.Logger
 	// Ready reports whether pkid can serve: database reachable, keys loaded.
 	Ready func(context.Context) error
-	// Mount registers further routes (OCSP, CRL, the admin web page).
+	// Mount registers further routes (the CRLs, the admin web page).
 	Mount []func(chi.Router)
+	// Quiet registers routes that relying parties hit at high rates (the
+	// OCSP responder): counted in metrics but not logged one line each.
+	Quiet []func(chi.Router)
 }
 
 // Handler returns the complete HTTP handler.
 func Handler(d Deps) http.Handler {
-	r := chi.NewRouter()
-	r.Use(middleware.RequestID, recoverer(d.Log), accessLog(d.Log), d.Metrics.instrument)
+	root := chi.NewRouter()
+	root.Use(middleware.RequestID, recoverer(d.Log), d.Metrics.instrument)
+	for _, m := range d.Quiet {
+		m(root)
+	}
+	root.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		api.WriteError(w, r, d.Log, pki.ErrNotFound)
+	})
+	root.Group(func(r chi.Router) {
+		r.Use(accessLog(d.Log))
+		logged(r, d)
+	})
+	return root
+}
 
+// logged registers the routes whose every request gets an access-log line.
+func logged(r chi.Router, d Deps) {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -66,10 +83,6 @@ func Handler(d Deps) http.Handler {
 	for _, m := range d.Mount {
 		m(r)
 	}
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		api.WriteError(w, r, d.Log, pki.ErrNotFound)
-	})
-	return r
 }
 
 // recoverer turns a panic into a logged 500 problem instead of a dropped

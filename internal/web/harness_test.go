@@ -79,7 +79,7 @@ func newSite(t *testing.T, useTLS bool) *site {
 		t.Fatal(err)
 	}
 	pass := []byte(testPassphrase)
-	if _, _, err := ca.Init(ctx, db, issuance.HierarchyConfig{PublicURL: "http://pkid.test"}, pass, l, time.Now()); err != nil {
+	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: "http://pkid.test"}}, pass, l, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := auth.EnsureKey(ctx, db, pass, time.Now()); err != nil {
