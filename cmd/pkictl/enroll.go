@@ -29,12 +29,19 @@ now, is for client authentication and certifies the key just made.
 
 Trusting the root:
   --root-fingerprint HEX  the root's SHA-256 fingerprint, as "pkid init"
-                          printed it (colons allowed): the chain pkid returns
-                          must end in exactly that root. Recommended.
+                          printed it (colons allowed). pkictl fetches
+                          URL/ca/root.pem, refuses it unless it has exactly
+                          this fingerprint, and only then makes a key and
+                          sends the token; the chain pkid returns must end in
+                          that root. Recommended; with it, --server may be
+                          pkid's own TLS listener.
   without it              the root is fetched once from URL/ca/root.pem,
                           written to DIR/root.pem and its fingerprint printed:
-                          verify it with your platform's administrators.
-                          pkictl never fetches the root again.
+                          verify it with your platform's administrators. Over
+                          https the server's certificate must then be one this
+                          system trusts (or use pkid's plain-HTTP URL).
+  Either way pkictl never fetches the root again: later commands trust
+  DIR/root.pem alone.
 
 Options:
   --server URL            pkid's base URL (PKICTL_SERVER)

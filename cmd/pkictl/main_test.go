@@ -219,3 +219,33 @@ func TestRenewHook(t *testing.T) {
 		t.Errorf("failing hook: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestEnrollAtTheTLSListener: with a pin, pkid's own TLS listener (whose
+// certificate no system trusts) serves enrolment too, and is remembered for
+// renewal.
+func TestEnrollAtTheTLSListener(t *testing.T) {
+	t.Parallel()
+	s := clienttest.New(t)
+	dir := filepath.Join(t.TempDir(), "certs")
+	vars := map[string]string{"PKICTL_TOKEN": s.Token}
+	if code, out, stderr := pkictl(t, vars, nil, "enroll", "--server", s.TLSURL, "--cn", "svc.test", "--out", dir,
+		"--root-fingerprint", colons(s.RootFingerprint())); code != exitOK {
+		t.Fatalf("enroll: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr := pkictl(t, nil, nil, "renew", "--dir", dir, "--force"); code != exitOK || !strings.Contains(out, "renewed") {
+		t.Fatalf("renew: exit %d\n%s%s", code, out, stderr)
+	}
+	// Without a pin, the listener's certificate cannot be trusted yet.
+	code, _, stderr := pkictl(t, vars, nil, "enroll", "--server", s.TLSURL, "--cn", "svc.test", "--out", filepath.Join(t.TempDir(), "x"))
+	if code != exitFailed || !strings.Contains(stderr, "does not trust") {
+		t.Errorf("enroll at the listener without a pin: exit %d\n%s", code, stderr)
+	}
+}
+
+func colons(hexFP string) string {
+	var parts []string
+	for i := 0; i < len(hexFP); i += 2 {
+		parts = append(parts, strings.ToUpper(hexFP[i:i+2]))
+	}
+	return strings.Join(parts, ":")
+}

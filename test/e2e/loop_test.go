@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,9 +12,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -158,11 +161,55 @@ func TestCustomerLoop(t *testing.T) {
 	if rekeyedCert.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(renewedCert.Leaf.PublicKey) {
 		t.Errorf("--rekey kept the key")
 	}
+	// A sidecar: --watch waits for the due point and leaves cleanly on SIGTERM.
+	checkWatchStops(t, bins, dir)
+
 	if missing != "" {
 		t.Skipf("enrolment, renewal over pkid's TLS listener, rekey and revocation passed; the pkid-edge half of the loop did not run: %s", missing)
 	}
 	if seen, err := edge.get(rekeyedCert); err != nil || seen["X-Client-Serial"] != rekeyed {
 		t.Fatalf("the rekeyed certificate at the edge: %v %v", seen, err)
+	}
+}
+
+// checkWatchStops runs `pkictl renew --watch` on a certificate that is not
+// due, and checks that it says when it will renew and exits 0 on SIGTERM
+// without renewing.
+func checkWatchStops(t *testing.T, bins binaries, dir string) {
+	t.Helper()
+	before, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bins.pkictl, "renew", "--dir", dir, "--watch")
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pkictl renew --watch planning", 10*time.Second, func() error {
+		if !strings.Contains(logs.String(), "next renewal") {
+			return fmt.Errorf("log so far: %q", logs.String())
+		}
+		return nil
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("pkictl renew --watch after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("pkictl renew --watch did not stop on SIGTERM:\n%s", logs.String())
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "cert.pem"))
+	if !bytes.Equal(before, after) {
+		t.Errorf("--watch renewed a certificate that was not due")
 	}
 }
 
