@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -398,5 +399,44 @@ func TestCRLUnavailable(t *testing.T) {
 		if err := tc.call(); !errors.Is(err, pki.ErrUnavailable) {
 			t.Errorf("%s: err = %v, want ErrUnavailable", tc.name, err)
 		}
+	}
+}
+
+// TestCRLCompressedWithLZ4: a large CRL is TOASTed with lz4, which is
+// several times faster than pglz for CRLs of millions of entries.
+func TestCRLCompressedWithLZ4(t *testing.T) {
+	t.Parallel()
+	db := testdb.Open(t)
+	f := newFixture(t, db)
+	ctx := context.Background()
+	var lz4 bool
+	if err := db.Pool().QueryRow(ctx, "SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'").Scan(&lz4); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 1<<20)
+	for i := range big {
+		big[i] = byte(i % 251)
+	}
+	err := db.GenerateCRL(ctx, f.issuer.ID, 0, func(prev *pki.CRL, n int64, r func(time.Time) ([]pki.RevokedEntry, error)) (*pki.CRL, pki.AuditEvent, error) {
+		c, ev, err := stubBuild(f.issuer.ID, time.Time{}, nil)(prev, n, r)
+		c.DER = big
+		return c, ev, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var method *string
+	if err := db.Pool().QueryRow(ctx, "SELECT pg_column_compression(der) FROM crls").Scan(&method); err != nil {
+		t.Fatal(err)
+	}
+	want := "pglz"
+	if lz4 {
+		want = "lz4"
+	}
+	if method == nil || *method != want {
+		t.Fatalf("compression %v, want %s", method, want)
+	}
+	if got, err := db.LatestCRL(ctx, f.issuer.ID); err != nil || !bytes.Equal(got.DER, big) {
+		t.Fatalf("LatestCRL: %v", err)
 	}
 }
