@@ -113,8 +113,11 @@ func (c *Client) Issue(ctx context.Context, req IssueRequest) (*Certificate, err
 // pkid's TLS listener, by the client certificate that is the certificate
 // being renewed.
 func (c *Client) Renew(ctx context.Context, serial string, req RenewRequest) (*Certificate, error) {
+	if err := checkSerial(serial); err != nil {
+		return nil, err
+	}
 	var out Certificate
-	if err := c.do(ctx, http.MethodPost, "/api/v1/certificates/"+url.PathEscape(serial)+"/renew", req, http.StatusCreated, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/certificates/"+serial+"/renew", req, http.StatusCreated, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -124,11 +127,14 @@ func (c *Client) Renew(ctx context.Context, serial string, req RenewRequest) (*C
 // ("" is unspecified); it needs a token. Revoking a revoked certificate
 // succeeds and returns it unchanged.
 func (c *Client) Revoke(ctx context.Context, serial, reason string) (*Certificate, error) {
+	if err := checkSerial(serial); err != nil {
+		return nil, err
+	}
 	var out Certificate
 	body := struct {
 		Reason string `json:"reason,omitempty"`
 	}{reason}
-	if err := c.do(ctx, http.MethodPost, "/api/v1/certificates/"+url.PathEscape(serial)+"/revoke", body, http.StatusOK, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/certificates/"+serial+"/revoke", body, http.StatusOK, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -136,8 +142,11 @@ func (c *Client) Revoke(ctx context.Context, serial, reason string) (*Certificat
 
 // Certificate returns the caller's certificate serial; it needs a token.
 func (c *Client) Certificate(ctx context.Context, serial string) (*Certificate, error) {
+	if err := checkSerial(serial); err != nil {
+		return nil, err
+	}
 	var out Certificate
-	if err := c.do(ctx, http.MethodGet, "/api/v1/certificates/"+url.PathEscape(serial), nil, http.StatusOK, &out); err != nil {
+	if err := c.do(ctx, http.MethodGet, "/api/v1/certificates/"+serial, nil, http.StatusOK, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -215,6 +224,20 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, isJ
 		return nil, nil, fmt.Errorf("client: the answer to %s %s exceeds %d bytes", method, path, maxResponseBytes)
 	}
 	return resp, raw, nil
+}
+
+// checkSerial refuses a serial that is not 1 to 40 hex digits, before it
+// becomes part of a URL path.
+func checkSerial(serial string) error {
+	if serial == "" || len(serial) > 40 {
+		return fmt.Errorf("client: %q is not a serial number", clean(serial))
+	}
+	for _, c := range serial {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return fmt.Errorf("client: %q is not a serial number", clean(serial))
+		}
+	}
+	return nil
 }
 
 // IsKind reports whether err is an *Error whose problem kind is kind (for

@@ -151,6 +151,25 @@ func TestRequests(t *testing.T) {
 	}
 }
 
+func TestSerialsStayInThePath(t *testing.T) {
+	t.Parallel()
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls++ }))
+	defer srv.Close()
+	c, _ := client.New(srv.URL, nil, "tok")
+	for _, serial := range []string{"", "../../admin/api/accounts", "70ab/revoke", "70ab?x=1", strings.Repeat("a", 41)} {
+		if _, err := c.Renew(context.Background(), serial, client.RenewRequest{}); err == nil {
+			t.Errorf("Renew(%q) was sent", serial)
+		}
+		if _, err := c.Revoke(context.Background(), serial, ""); err == nil {
+			t.Errorf("Revoke(%q) was sent", serial)
+		}
+	}
+	if calls != 0 {
+		t.Errorf("%d requests reached the server", calls)
+	}
+}
+
 func TestParseServerURL(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -13,6 +13,7 @@
 //	chain.pem    the issuing intermediate then the root, as pkid returned them
 //	root.pem     the trust anchor: pinned by fingerprint or fetched once at enrolment
 //	pkictl.json  where pkid is and which serial this is (State)
+//	.pkictl.lock serialises the pkictl processes that change the directory
 //
 // Every later operation trusts root.pem alone: the root is never fetched
 // again, so a network attacker who was not there at enrolment cannot become
