@@ -67,6 +67,7 @@ func run() error {
 	duration := flag.Duration("duration", 10*time.Second, "how long each measurement runs")
 	concList := flag.String("concurrency", "1,8,64", "comma-separated client concurrencies")
 	noLintConc := flag.Int("nolint-concurrency", 64, "concurrency of the run with linting off (0 skips it)")
+	revocations := flag.Int("revocations", 100, "revocations whose visibility on a second node is measured (0 skips it)")
 	flag.Parse()
 	var concs []int
 	for _, s := range strings.Split(*concList, ",") {
@@ -141,6 +142,23 @@ func run() error {
 			return err
 		}
 		fmt.Printf("| off | %d | %.0f | %.1f | %.1f | %d | %.0f%% |\n", *noLintConc, res.rate, ms(res.p50), ms(res.p99), res.errors, 100*res.rate/ceilNoLint)
+	}
+	if *revocations > 0 {
+		// Fresh CSRs: keyCompromise blocks each key it revokes.
+		fresh, err := makeCSRs(*revocations)
+		if err != nil {
+			return err
+		}
+		lat, err := revocationVisibility(ctx, cfg, token, fresh, *revocations)
+		if err != nil {
+			return err
+		}
+		fmt.Println()
+		fmt.Println("## Revocation visible on another node (revoke on A, poll B's OCSP)")
+		fmt.Println()
+		fmt.Println("| revocations | p50 ms | p99 ms | max ms |")
+		fmt.Println("| ---: | ---: | ---: | ---: |")
+		fmt.Printf("| %d | %.1f | %.1f | %.1f |\n", len(lat), ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]), ms(lat[len(lat)-1]))
 	}
 	fmt.Println()
 	fmt.Println("## Cost of each issuance stage (mean over the lint-on runs, server side)")
