@@ -34,6 +34,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,6 +68,7 @@ func run() error {
 	duration := flag.Duration("duration", 10*time.Second, "how long each measurement runs")
 	concList := flag.String("concurrency", "1,8,64", "comma-separated client concurrencies")
 	noLintConc := flag.Int("nolint-concurrency", 64, "concurrency of the run with linting off (0 skips it)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the end-to-end runs to this file")
 	revocations := flag.Int("revocations", 100, "revocations whose visibility on a second node is measured (0 skips it)")
 	flag.Parse()
 	var concs []int
@@ -129,6 +131,16 @@ func run() error {
 		return err
 	}
 	stages := &stageObserver{}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for _, c := range concs {
 		res, err := endToEnd(ctx, cfg, token, csrs, c, *duration, false, stages)
 		if err != nil {
