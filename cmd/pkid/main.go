@@ -74,6 +74,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		case "token":
 			return cmdAdminToken(ctx, env, args[2:], stdout, stderr)
 		}
+	case "crl":
+		if len(args) < 2 || args[1] != "fetch" {
+			return errUsage
+		}
+		return cmdCRLFetch(ctx, args[2:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
