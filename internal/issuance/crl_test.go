@@ -531,7 +531,7 @@ func BenchmarkSignCRL(b *testing.B) {
 		}
 		size = len(der)
 	}
-	b.ReportMetric((processCPUTime() - cpu).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric((processCPUTime()-cpu).Seconds()/float64(b.N), "cpu-s/op")
 	b.ReportMetric(float64(size), "DER-bytes")
 }
 
@@ -553,7 +553,7 @@ func BenchmarkEncodeCRL(b *testing.B) {
 		tbs, _ := enc.appendTBS(make([]byte, 0, enc.tbsLen(plan.entriesLen, len(plan.list))), plan)
 		size = len(tbs)
 	}
-	b.ReportMetric((processCPUTime() - cpu).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric((processCPUTime()-cpu).Seconds()/float64(b.N), "cpu-s/op")
 	b.ReportMetric(float64(size), "TBS-bytes")
 }
 
