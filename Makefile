@@ -30,7 +30,7 @@ GOVULNCHECK := $(TOOLS)/govulncheck-$(GOVULNCHECK_VERSION)/govulncheck
 FUZZTIME ?= 10s
 SMOKE ?= ../shared/contract-smoke.sh
 
-.PHONY: build run test unit smoke lint fuzz bench vuln openapi clean
+.PHONY: build run test unit smoke lint fuzz bench vuln openapi clean screenshots
 
 build:
 	$(GO) build -o bin/ ./cmd/...
@@ -92,3 +92,11 @@ openapi:
 
 clean:
 	rm -rf bin bench/out
+
+# docs/screenshots/*.png: the admin web page as the browser test
+# (internal/web TestBrowser) walks through it in Debian's Chromium.
+screenshots:
+	@test -x /usr/bin/chromium || { echo "screenshots: /usr/bin/chromium is missing (apt-get install chromium)"; exit 1; }
+	rm -f docs/screenshots/*.png
+	PKID_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestBrowser$$' ./internal/web
+	@ls docs/screenshots/*.png

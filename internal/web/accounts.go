@@ -211,11 +211,19 @@ func (a *Admin) updateAccount(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, pki.Malformed("the form changes nothing"))
 		return
 	}
-	if _, err := a.accounts.UpdateAccount(r.Context(), principal(r), id, patch, requestID(r)); err != nil {
+	acct, err := a.accounts.UpdateAccount(r.Context(), principal(r), id, patch, requestID(r))
+	if err != nil {
 		a.accountError(w, r, id, err)
 		return
 	}
-	seeOther(w, r, "/admin/accounts/"+url.PathEscape(id)+"?done=updated")
+	done := "updated"
+	switch {
+	case patch.Status != nil && acct.Status == pki.AccountSuspended:
+		done = "suspended"
+	case patch.Status != nil:
+		done = "reactivated"
+	}
+	seeOther(w, r, "/admin/accounts/"+url.PathEscape(id)+"?done="+done)
 }
 
 // mintToken mints an account token and shows it, this once, on the answer
@@ -327,6 +335,10 @@ func flash(r *http.Request) string {
 		return "Account created."
 	case "updated":
 		return "Account updated."
+	case "suspended":
+		return "Account suspended: its requests are refused from now on."
+	case "reactivated":
+		return "Account reactivated."
 	case "token-revoked":
 		return "Token revoked. It is refused from now on."
 	case "revoked":

@@ -53,6 +53,10 @@ func (a *Admin) loginPage(w http.ResponseWriter, r *http.Request) {
 // nothing and costs no argon2 time. An unknown username costs the same
 // argon2 time as a known one (auth.DummyVerify) and gets the same answer.
 // On success a brand-new session replaces any the browser presented.
+//
+// The sign-in form carries no CSRF token, since there is no session yet to
+// tie one to; CrossOriginProtection, in front of every route, refuses a
+// sign-in posted from another origin (login CSRF).
 func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
 	if err := parseForm(w, r); err != nil {
 		a.fail(w, r, err)

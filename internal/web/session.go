@@ -27,7 +27,8 @@ const (
 )
 
 // CSRFHeader carries the session's CSRF token on state-changing admin API
-// requests authenticated by the session cookie.
+// requests authenticated by the session cookie. Signed-in pages carry the
+// token in <meta name="csrf-token"> for scripts that call the API.
 const CSRFHeader = "X-CSRF-Token"
 
 // sessionIDLen is the session id's length in bytes: 256 random bits.
