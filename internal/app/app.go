@@ -119,6 +119,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 			AcquireCount: s.AcquireCount(), AcquireWait: s.AcquireDuration(),
 		}
 	})
+	metrics.RegisterCAExpiry(func() map[string]time.Time { return caNotAfter(hierarchy) })
 	var observer ca.Observer = metrics
 	if opts.CAObserver != nil {
 		observer = observers{metrics, opts.CAObserver}
@@ -218,6 +219,7 @@ func (a *App) renewOCSPSigner(ctx context.Context) {
 	hc := issuance.HierarchyConfig{PublicURL: a.Config.PublicBase()}
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
+	warned := map[string]time.Time{}
 	for {
 		renewed, err := a.Hierarchy.RenewOCSPSignerIfDue(ctx, a.DB, hc, a.Config.KeyPassphrase, a.Linter, time.Now())
 		switch {
@@ -226,11 +228,55 @@ func (a *App) renewOCSPSigner(ctx context.Context) {
 		case renewed:
 			a.Log.Info("renewed the OCSP signer", "not_after", a.Hierarchy.OCSPSigner().Cert.NotAfter)
 		}
+		// After the renewal attempt, so that a signer renewed just now
+		// raises no warning.
+		a.warnCAExpiry(time.Now(), warned)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// expiryWarning is how long before a CA certificate's notAfter pkid starts
+// warning, in its log and through pkid_ca_certificate_expiry_seconds.
+const expiryWarning = 30 * 24 * time.Hour
+
+// caNotAfter returns the notAfter of each CA certificate the node depends
+// on, by kind, as pkid_ca_certificate_expiry_seconds labels them.
+func caNotAfter(h *ca.Hierarchy) map[string]time.Time {
+	return map[string]time.Time{
+		"root":         h.Root().NotAfter,
+		"intermediate": h.Intermediate().Cert.NotAfter,
+		"ocsp":         h.OCSPSigner().Cert.NotAfter,
+	}
+}
+
+// warnCAExpiry logs a warning, at most once a day per kind (warned holds
+// when each was last logged), for every CA certificate that expires within
+// expiryWarning. The delegated OCSP signer is the exception: it lives 30
+// days by default and serve renews it with a third of its life left, so it
+// is always within 30 days; it is warned about only once that renewal is
+// overdue, which means renewing is failing and responses will soon stop.
+func (a *App) warnCAExpiry(now time.Time, warned map[string]time.Time) {
+	ocsp := a.Hierarchy.OCSPSigner().Cert
+	for kind, end := range caNotAfter(a.Hierarchy) {
+		left := end.Sub(now)
+		due := left < expiryWarning
+		if kind == "ocsp" {
+			due = due && left <= ocsp.NotAfter.Sub(ocsp.NotBefore)/3
+		}
+		if !due || now.Sub(warned[kind]) < 24*time.Hour {
+			continue
+		}
+		warned[kind] = now
+		msg := "CA certificate expires soon"
+		if left <= 0 {
+			msg = "CA certificate has expired"
+		}
+		a.Log.Warn(msg, "kind", kind, "not_after", end.UTC().Format(time.RFC3339),
+			"days_left", int(left.Hours()/24))
 	}
 }
 

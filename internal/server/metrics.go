@@ -94,6 +94,37 @@ func (m *Metrics) RegisterPool(stats func() PoolStats) {
 	)
 }
 
+// RegisterCAExpiry exports pkid_ca_certificate_expiry_seconds{kind}: for
+// each CA certificate the node depends on ("root", "intermediate", "ocsp"),
+// the seconds left until its notAfter, negative once it has passed. notAfter
+// is called at scrape time, so a renewed OCSP signer shows at once. Seconds
+// left rather than a timestamp, so that an alert needs no time():
+// `pkid_ca_certificate_expiry_seconds{kind="intermediate"} < 30*86400`.
+func (m *Metrics) RegisterCAExpiry(notAfter func() map[string]time.Time) {
+	m.Registry.MustRegister(&caExpiry{
+		desc: prometheus.NewDesc("pkid_ca_certificate_expiry_seconds",
+			"Seconds until the CA certificate of this kind (root, intermediate, ocsp) expires; negative once expired.",
+			[]string{"kind"}, nil),
+		notAfter: notAfter,
+	})
+}
+
+// caExpiry is the collector behind RegisterCAExpiry: its label values come
+// from the hierarchy at each scrape, not from a fixed list.
+type caExpiry struct {
+	desc     *prometheus.Desc
+	notAfter func() map[string]time.Time
+}
+
+func (c *caExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *caExpiry) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for kind, end := range c.notAfter() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, end.Sub(now).Seconds(), kind)
+	}
+}
+
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
