@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -45,7 +47,7 @@ func (a *API) AccountRoutes() http.Handler {
 		r.Post("/certificates/{serial}/revoke", a.revoke)
 	})
 	r.NotFound(a.notFound)
-	r.MethodNotAllowed(a.methodNotAllowed)
+	r.MethodNotAllowed(a.methodNotAllowed(r))
 	return r
 }
 
@@ -68,7 +70,7 @@ func (a *API) AdminRoutes() http.Handler {
 	r.Post("/certificates/{serial}/revoke", a.revoke)
 	r.Get("/audit", a.listAudit)
 	r.NotFound(a.notFound)
-	r.MethodNotAllowed(a.methodNotAllowed)
+	r.MethodNotAllowed(a.methodNotAllowed(r))
 	return r
 }
 
@@ -110,12 +112,30 @@ func (a *API) requireAdmin(next http.Handler) http.Handler {
 
 func (a *API) notFound(w http.ResponseWriter, r *http.Request) { a.fail(w, r, pki.ErrNotFound) }
 
-func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	p := Problem{Type: ProblemTypePrefix + "methodNotAllowed", Title: "Method not allowed",
-		Status: http.StatusMethodNotAllowed, Detail: r.Method + " is not allowed on " + r.URL.Path}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(p.Status)
-	_, _ = w.Write([]byte(`{"type":"` + p.Type + `","title":"` + p.Title + `","status":405,"detail":` + strconv.Quote(p.Detail) + `}`))
+// methodNotAllowed answers a known path asked with a method it does not
+// have, saying which it has (RFC 9110 §15.5.6). routes is the router the
+// handler is installed on: chi matches paths relative to it.
+func (a *API) methodNotAllowed(routes chi.Routes) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.Path
+		if rctx := chi.RouteContext(r.Context()); rctx != nil && rctx.RoutePath != "" {
+			path = rctx.RoutePath
+		}
+		var allowed []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+			if routes.Match(chi.NewRouteContext(), m, path) {
+				allowed = append(allowed, m)
+			}
+		}
+		if len(allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+		}
+		p := Problem{Type: ProblemTypePrefix + "methodNotAllowed", Title: "Method not allowed",
+			Status: http.StatusMethodNotAllowed, Detail: r.Method + " is not allowed on " + r.URL.Path}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(p.Status)
+		_ = json.NewEncoder(w).Encode(p)
+	}
 }
 
 // principal returns the authenticated principal that Require put in the

@@ -217,3 +217,18 @@ func TestAccountIsolation(t *testing.T) {
 		t.Errorf("admin list lacks the certificate: %d", r.status)
 	}
 }
+
+// TestMethodNotAllowed: a known path with the wrong method is a 405 problem
+// that says which methods the path has.
+func TestMethodNotAllowed(t *testing.T) {
+	t.Parallel()
+	n := newNode(t)
+	_, tok := n.account("Methodical", pki.PlanEnterprise)
+	r := n.do("PUT", "/api/v1/certificates", tok, `{}`)
+	if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, POST" {
+		t.Errorf("PUT /api/v1/certificates: %d Allow %q", r.status, r.header.Get("Allow"))
+	}
+	if r := n.do("DELETE", "/admin/api/accounts", n.admin, nil); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, POST" {
+		t.Errorf("DELETE /admin/api/accounts: %d Allow %q", r.status, r.header.Get("Allow"))
+	}
+}

@@ -119,6 +119,18 @@ func (s *Service) renewalSubject(old *pki.Certificate, csrPEM string) (*policy.C
 		if err := policy.CheckPublicKey(oldCert.PublicKey); err != nil {
 			return nil, err
 		}
+		// The names are held to today's rules, not to those of the day the
+		// certificate was issued.
+		if cn := oldCert.Subject.CommonName; cn != "" {
+			if err := policy.CheckCommonName(cn); err != nil {
+				return nil, err
+			}
+		}
+		for _, n := range oldCert.DNSNames {
+			if err := policy.CheckDNSName(n, s.opts.Limits); err != nil {
+				return nil, err
+			}
+		}
 		sum, err := policy.SPKIHash(oldCert.PublicKey)
 		if err != nil {
 			return nil, err

@@ -45,14 +45,21 @@ func (s *Service) Revoke(ctx context.Context, p pki.Principal, serial pki.Serial
 	if err != nil {
 		return nil, s.auditRefusal(ctx, ev, ActionRevokeRefused, err)
 	}
-	for attempt := 1; ; attempt++ {
+	for attempt := 1; attempt <= maxRevokeAttempts; attempt++ {
 		c, changed, err := s.revokeOnce(ctx, p, serial, reason, ev)
-		if err != nil || changed || attempt == maxRevokeAttempts {
+		if err != nil || changed {
 			return c, err
 		}
 		// Another request changed the certificate between our read and our
 		// write: read it again and decide afresh.
 	}
+	// Others kept winning the race: whatever they did, the certificate is
+	// revoked now, and its record is the answer.
+	c, err := s.Certificate(ctx, p, serial)
+	if err == nil && c.RevokedAt == nil {
+		err = fmt.Errorf("ca: revoking %s: the certificate kept changing under us", serial)
+	}
+	return c, err
 }
 
 // revokeOnce reads the certificate, decides what revocation means for it
