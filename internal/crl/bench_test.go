@@ -132,7 +132,7 @@ func measure(b *testing.B, op func()) {
 		op()
 	}
 	b.StopTimer()
-	b.ReportMetric((cpuTime() - cpu).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric((cpuTime()-cpu).Seconds()/float64(b.N), "cpu-s/op")
 	if peak := peakRSS(); peak > 0 {
 		b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
 	}

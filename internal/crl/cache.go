@@ -45,6 +45,10 @@ type Cache struct {
 type held struct {
 	crl  *pki.CRL
 	etag string // strong, of the DER
+	// sameSecond: the CRL this one replaced had the same thisUpdate, to the
+	// second (two nodes signed within one second), so Last-Modified does
+	// not tell the two apart and If-Modified-Since must not be believed.
+	sameSecond bool
 
 	pemOnce sync.Once
 	pem     []byte
@@ -90,9 +94,11 @@ func (c *Cache) Install(crl *pki.CRL) bool {
 	h := newHeld(crl) // hashed outside the lock: tens of milliseconds for a large CRL
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur := c.crls[crl.IssuerID]; cur != nil && cur.crl.Number >= crl.Number {
+	cur = c.crls[crl.IssuerID]
+	if cur != nil && cur.crl.Number >= crl.Number {
 		return false
 	}
+	h.sameSecond = cur != nil && cur.crl.ThisUpdate.Unix() == crl.ThisUpdate.Unix()
 	c.crls[crl.IssuerID] = h
 	return true
 }

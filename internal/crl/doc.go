@@ -36,7 +36,9 @@
 // (a hash of the body), Last-Modified (thisUpdate) and Cache-Control:
 // public, max-age of at most 60 seconds and never beyond nextUpdate, because
 // a revocation must reach relying parties within seconds; If-None-Match and
-// If-Modified-Since get 304. It never serves a CRL past its nextUpdate:
+// If-Modified-Since get 304. (Two nodes may sign CRLs within one second,
+// with the same thisUpdate: the second of them answers If-Modified-Since
+// with the CRL, since the date cannot tell the two apart.) It never serves a CRL past its nextUpdate:
 // OpenSSL rejects every certificate once the CRL it holds has expired, so
 // an expired CRL is an outage that looks like a success. It answers 503
 // instead, as it does before the first CRL exists.

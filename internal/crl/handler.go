@@ -70,6 +70,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, issuerID string,
 	hd.Set("Content-Type", contentType)
 	hd.Set("ETag", etag)
 	hd.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(age.Seconds())))
+	if held.sameSecond && r.Header.Get("If-Modified-Since") != "" {
+		// Last-Modified names this CRL and the one before it alike: only
+		// the ETag may answer 304.
+		r = r.Clone(r.Context())
+		r.Header.Del("If-Modified-Since")
+	}
 	http.ServeContent(w, r, "", held.crl.ThisUpdate, bytes.NewReader(body))
 }
 

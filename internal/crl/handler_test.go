@@ -136,6 +136,28 @@ func TestHandler(t *testing.T) {
 	}
 }
 
+// TestHandlerSameSecond: a CRL that replaced one with the same thisUpdate
+// second answers If-Modified-Since with itself; its ETag still gets 304.
+func TestHandlerSameSecond(t *testing.T) {
+	t.Parallel()
+	s := newServed(t, "")
+	h := testHierarchy(t)
+	der, err := h.inter.SignCRL(issuance.CRLTemplate{Number: 12, ThisUpdate: s.inter.ThisUpdate, NextUpdate: s.inter.NextUpdate,
+		IDPURL: crlURL}, h.linter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cache.Install(&pki.CRL{IssuerID: h.inter.ID, Number: 12, DER: der, ThisUpdate: s.inter.ThisUpdate, NextUpdate: s.inter.NextUpdate})
+	ims := map[string]string{"If-Modified-Since": s.inter.ThisUpdate.UTC().Format(http.TimeFormat)}
+	w := s.do(http.MethodGet, "/crl", ims)
+	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), der) {
+		t.Fatalf("If-Modified-Since: %d, want the new CRL", w.Code)
+	}
+	if w := s.do(http.MethodGet, "/crl", map[string]string{"If-None-Match": w.Header().Get("ETag")}); w.Code != http.StatusNotModified {
+		t.Fatalf("If-None-Match: %d, want 304", w.Code)
+	}
+}
+
 // TestHandlerFreshness: max-age never reaches past nextUpdate; an expired
 // CRL, or none, is a 503 problem, never a CRL.
 func TestHandlerFreshness(t *testing.T) {
