@@ -106,19 +106,22 @@ func (c *Config) Validate() error {
 		return errors.New("edge: no server certificate and key (--cert, --key)")
 	}
 	if !c.RevocationOff {
-		for name, raw := range map[string]string{"OCSP responder (--ocsp)": c.OCSPURL, "CRL (--crl)": c.CRLURL} {
-			u, err := url.Parse(raw)
-			if raw == "" || err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-				return fmt.Errorf("edge: the %s must be an http or https URL", name)
+		for _, x := range []struct{ name, raw string }{{"OCSP responder (--ocsp)", c.OCSPURL}, {"CRL (--crl)", c.CRLURL}} {
+			u, err := url.Parse(x.raw)
+			if x.raw == "" || err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+				return fmt.Errorf("edge: the %s must be an http or https URL", x.name)
 			}
 		}
 	}
-	for name, d := range map[string]time.Duration{
-		"grace": c.Grace, "clock skew": c.ClockSkew, "OCSP timeout": c.OCSPTimeout, "OCSP cache max": c.OCSPCacheMax,
-		"OCSP retry": c.OCSPRetry, "CRL refresh": c.CRLRefresh, "CRL timeout": c.CRLTimeout, "shutdown timeout": c.ShutdownTimeout,
+	for _, x := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"grace", c.Grace}, {"clock skew", c.ClockSkew}, {"OCSP timeout", c.OCSPTimeout}, {"OCSP cache max", c.OCSPCacheMax},
+		{"OCSP retry", c.OCSPRetry}, {"CRL refresh", c.CRLRefresh}, {"CRL timeout", c.CRLTimeout}, {"shutdown timeout", c.ShutdownTimeout},
 	} {
-		if d < 0 {
-			return fmt.Errorf("edge: the %s may not be negative", name)
+		if x.d < 0 {
+			return fmt.Errorf("edge: the %s may not be negative", x.name)
 		}
 	}
 	if c.CRLMaxBytes < 0 || c.CacheEntries < 0 {

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net/http"
@@ -331,4 +332,33 @@ func TestPendingCRLNeverAnswersForOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.mustGet(t, c) // our CRL arrives; it is verified with the issuer learnt from the chain
+}
+
+// TestResumedSessionIsChecked: a resumed TLS session is verified like a
+// new one, so a revoked certificate cannot come back through a ticket.
+func TestResumedSessionIsChecked(t *testing.T) {
+	h := newHarness(t)
+	c := h.leaf(account)
+	sessions := tls.NewLRUClientSessionCache(4)
+	get := func() (*http.Response, error) {
+		tr := h.transport(c, false, false)
+		tr.TLSClientConfig.ClientSessionCache = sessions
+		resp, _, err := h.do(&http.Client{Transport: tr, Timeout: 10 * time.Second}, nil)
+		return resp, err
+	}
+	if resp, err := get(); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("first connection: %v", err)
+	}
+	resp, err := get()
+	if err != nil || resp.StatusCode != http.StatusOK || !resp.TLS.DidResume {
+		t.Fatalf("second connection: %v (resumed: %v)", err, resp != nil && resp.TLS.DidResume)
+	}
+	h.ocsp.set(func(f *fakeOCSP) { f.revoked[c.leaf.SerialNumber.Text(16)] = h.clock.Now() })
+	h.clock.Advance(DefaultOCSPCacheMax + time.Second)
+	if resp, err := get(); err == nil {
+		t.Fatalf("a resumed session of a revoked certificate got %d", resp.StatusCode)
+	}
+	if got := testutil.ToFloat64(h.edge.m.handshakes.WithLabelValues(ReasonRevoked)); got != 1 {
+		t.Fatalf("handshakes{revoked} = %v", got)
+	}
 }

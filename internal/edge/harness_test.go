@@ -383,7 +383,7 @@ func (u *upstream) requests() []http.Header {
 
 // harness is an edge on loopback with its CA, responder, CRL and upstream.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	clock    *fakeClock
 	root     *ca
 	inter    *ca
@@ -400,7 +400,7 @@ type harness struct {
 
 // newHarness starts an edge whose --ca holds the root only (the client
 // sends the intermediate). edit adjusts the configuration before New.
-func newHarness(t *testing.T, edit ...func(*Config)) *harness {
+func newHarness(t testing.TB, edit ...func(*Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: newFakeClock(time.Now().Truncate(time.Second)), dir: t.TempDir()}
 	now := h.clock.Now()
