@@ -9,11 +9,25 @@
 // (bench/edge/run.sh does both and keeps the output.) The fixture (CA, OCSP
 // responder, CRL server, upstream) runs in this process; the two edges are
 // separate processes, loaded one at a time in short alternating slices, so
-// that whatever else the machine does falls on both alike. Besides rates
-// and latencies it reports each edge's CPU time per operation, read from
-// the kernel's per-thread accounting: the least noisy measure of what the
-// checks cost on a shared machine. Without -edge the edges run in this
-// process (and CPU time is not reported).
+// that whatever else the machine does falls on both alike.
+//
+// Three loads, each on both edges:
+//
+//   - throughput: -conc clients each opening new connections (a full mTLS
+//     handshake, one request, close) as fast as they can: the connection
+//     rate, which saturates the machine;
+//   - connection latency: one client doing the same: the latency of a new
+//     connection without queueing behind others;
+//   - request latency: one client on one kept-alive connection: the latency
+//     each request adds (the edge checks the revocation cache on every
+//     request).
+//
+// Latency is measured with one client so that it shows what the edge does
+// per request rather than how long requests queue for the machine's two
+// cores. Besides rates and latencies the report gives each edge's CPU time
+// per operation, from the kernel's per-thread accounting: the least noisy
+// measure of what the checks cost on a shared machine. Without -edge the
+// edges run in this process (and CPU time is not reported).
 //
 // Targets (issue 4): the checks add at most 1 ms to the request p99 and cost
 // at most 10% of the connection rate. The exit status is 1 when a target is
@@ -35,7 +49,7 @@ func main() {
 	bin := flag.String("edge", "", "pkid-edge `binary` to measure (default: the edge in this process)")
 	slice := flag.Duration("slice", 500*time.Millisecond, "length of one measurement slice")
 	slices := flag.Int("slices", 20, "slices per edge and load; the two edges alternate slice by slice")
-	conc := flag.Int("conc", 4, "concurrent clients")
+	conc := flag.Int("conc", 4, "concurrent clients of the throughput load")
 	clients := flag.Int("clients", 16, "distinct client certificates")
 	flag.Parse()
 	if err := bench(os.Stdout, *bin, *slice, *slices, *conc, *clients); err != nil {
@@ -44,25 +58,37 @@ func main() {
 	}
 }
 
-// result is one edge's measurements over all slices.
-type result struct {
-	name            string
-	p               *edgeProc
-	connections     sample
-	requests        sample
-	connCPU, reqCPU time.Duration
-	cpuKnown        bool
+// measured is one load on one edge, over all its slices, with the CPU time
+// the edge process spent meanwhile.
+type measured struct {
+	sample
+	cpu      time.Duration
+	cpuKnown bool
 }
 
-// measure runs one slice of load on r's edge and adds it up, with the CPU
-// time the edge process spent meanwhile.
-func (r *result) measure(load func() sample, s *sample, cpu *time.Duration) {
+// cpuPerOp is the edge's CPU time per operation.
+func (m *measured) cpuPerOp() (time.Duration, bool) {
+	if !m.cpuKnown || m.ops == 0 {
+		return 0, false
+	}
+	return m.cpu / time.Duration(m.ops), true
+}
+
+// result is one edge's measurements.
+type result struct {
+	name                        string
+	p                           *edgeProc
+	throughput, connLat, reqLat measured
+}
+
+// measure runs one slice of load on the edge and adds it to m.
+func (r *result) measure(m *measured, load func(addr string) sample) {
 	before, ok1 := r.p.cpu()
-	x := load()
+	x := load(r.p.addr)
 	after, ok2 := r.p.cpu()
-	s.add(x)
-	*cpu += after - before
-	r.cpuKnown = ok1 && ok2
+	m.add(x)
+	m.cpu += after - before
+	m.cpuKnown = ok1 && ok2
 }
 
 func bench(out io.Writer, bin string, slice time.Duration, slices, conc, clients int) error {
@@ -99,29 +125,30 @@ func bench(out io.Writer, bin string, slice time.Duration, slices, conc, clients
 	}
 	for _, p := range []*edgeProc{on, off} {
 		connectionPhase(f, p.addr, conc, time.Second)
-		requestPhase(f, p.addr, conc, time.Second)
+		requestPhase(f, p.addr, 1, time.Second)
 	}
 	warmOCSP := f.ocspHits.Load()
 
-	// The edges alternate slice by slice (on-off, off-on, ...), so that
-	// whatever else the machine does falls on both alike.
-	a, b := &result{name: "revocation on (warm cache)", p: on}, &result{name: "revocation off", p: off}
-	for i := range slices {
-		order := []*result{a, b}
-		if i%2 == 1 {
-			order = []*result{b, a}
-		}
-		for _, r := range order {
-			r.measure(func() sample { return connectionPhase(f, r.p.addr, conc, slice) }, &r.connections, &r.connCPU)
-		}
+	a := &result{name: "revocation on, warm cache", p: on}
+	b := &result{name: "revocation off", p: off}
+	loads := []struct {
+		m   func(*result) *measured
+		run func(addr string) sample
+	}{
+		{func(r *result) *measured { return &r.throughput }, func(addr string) sample { return connectionPhase(f, addr, conc, slice) }},
+		{func(r *result) *measured { return &r.connLat }, func(addr string) sample { return connectionPhase(f, addr, 1, slice) }},
+		{func(r *result) *measured { return &r.reqLat }, func(addr string) sample { return requestPhase(f, addr, 1, slice) }},
 	}
-	for i := range slices {
-		order := []*result{a, b}
-		if i%2 == 1 {
-			order = []*result{b, a}
-		}
-		for _, r := range order {
-			r.measure(func() sample { return requestPhase(f, r.p.addr, conc, slice) }, &r.requests, &r.reqCPU)
+	for _, l := range loads {
+		// The edges alternate slice by slice (on-off, off-on, ...).
+		for i := range slices {
+			order := []*result{a, b}
+			if i%2 == 1 {
+				order = []*result{b, a}
+			}
+			for _, r := range order {
+				r.measure(l.m(r), l.run)
+			}
 		}
 	}
 
@@ -130,49 +157,55 @@ func bench(out io.Writer, bin string, slice time.Duration, slices, conc, clients
 		mode = "pkid-edge processes (" + bin + ")"
 	}
 	fmt.Fprintf(out, "pkid-edge revocation overhead: %s, %d cores (GOMAXPROCS %d), %s\n", runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), mode)
-	fmt.Fprintf(out, "%d concurrent clients, %d client certificates (ECDSA P-256, leaf+intermediate), %d slices x %s per edge and load, alternating\n\n",
-		conc, clients, slices, slice)
+	fmt.Fprintf(out, "%d client certificates (ECDSA P-256, leaf+intermediate), TLS 1.3 full handshakes; %d slices x %s per edge and load, alternating\n\n",
+		clients, slices, slice)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "edge\tnew conns/s\tconn p50\tconn p99\tedge CPU/conn\trequests/s\treq p50\treq p99\tedge CPU/req\terrors\t")
-	for _, x := range []*result{a, b} {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t\n", x.name,
-			x.connections.rate(), ms(x.connections.quantile(.5)), ms(x.connections.quantile(.99)), perOp(x.connCPU, x.connections.ops, x.cpuKnown),
-			x.requests.rate(), ms(x.requests.quantile(.5)), ms(x.requests.quantile(.99)), perOp(x.reqCPU, x.requests.ops, x.cpuKnown),
-			x.connections.errs+x.requests.errs)
+	fmt.Fprintf(tw, "\t%s\t%s\tdifference\t\n", a.name, b.name)
+	row := func(label string, get func(*result) float64, unit string, pct bool) {
+		x, y := get(a), get(b)
+		diff := fmt.Sprintf("%+.3f %s", x-y, unit)
+		if pct {
+			diff = fmt.Sprintf("%+.1f%%", 100*(x/y-1))
+		}
+		fmt.Fprintf(tw, "%s\t%.3f %s\t%.3f %s\t%s\t\n", label, x, unit, y, unit, diff)
+	}
+	msOf := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	cpu := func(m *measured) float64 {
+		d, _ := m.cpuPerOp()
+		return float64(d.Microseconds()) / 1000
+	}
+	row(fmt.Sprintf("new connections/s, %d clients", conc), func(r *result) float64 { return r.throughput.rate() }, "/s", true)
+	if a.throughput.cpuKnown && b.throughput.cpuKnown {
+		row("edge CPU per new connection", func(r *result) float64 { return cpu(&r.throughput) }, "ms", true)
+	}
+	row("new connection p50, 1 client", func(r *result) float64 { return msOf(r.connLat.quantile(.5)) }, "ms", false)
+	row("new connection p99, 1 client", func(r *result) float64 { return msOf(r.connLat.quantile(.99)) }, "ms", false)
+	row("request p50, 1 client, keep-alive", func(r *result) float64 { return msOf(r.reqLat.quantile(.5)) }, "ms", false)
+	row("request p99, 1 client, keep-alive", func(r *result) float64 { return msOf(r.reqLat.quantile(.99)) }, "ms", false)
+	row("requests/s, 1 client, keep-alive", func(r *result) float64 { return r.reqLat.rate() }, "/s", true)
+	if a.reqLat.cpuKnown && b.reqLat.cpuKnown {
+		row("edge CPU per request", func(r *result) float64 { return cpu(&r.reqLat) }, "ms", true)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 
-	reqDelta := a.requests.quantile(.99) - b.requests.quantile(.99)
-	connDelta := a.connections.quantile(.99) - b.connections.quantile(.99)
-	cost := 100 * (1 - a.connections.rate()/b.connections.rate())
-	fmt.Fprintf(out, "\nOCSP requests during the measurements: %d (warm-up: %d)\n", f.ocspHits.Load()-warmOCSP, warmOCSP)
-	fmt.Fprintf(out, "checks add %s at request p99 (target <= 1 ms): %s\n", ms(reqDelta), verdict(reqDelta <= time.Millisecond))
-	fmt.Fprintf(out, "checks add %s at new-connection p99 (handshake + request)\n", ms(connDelta))
-	fmt.Fprintf(out, "checks cost %.1f%% of the new-connection rate (target <= 10%%): %s\n", cost, verdict(cost <= 10))
-	if a.cpuKnown && b.cpuKnown && a.connections.ops > 0 && b.connections.ops > 0 {
-		ca := float64(a.connCPU) / float64(a.connections.ops)
-		cb := float64(b.connCPU) / float64(b.connections.ops)
-		fmt.Fprintf(out, "checks cost %.1f%% of the edge's CPU time per new connection (%s)\n", 100*(ca/cb-1), time.Duration(ca-cb).Round(time.Microsecond))
+	reqDelta := a.reqLat.quantile(.99) - b.reqLat.quantile(.99)
+	cost := 100 * (1 - a.throughput.rate()/b.throughput.rate())
+	errs := 0
+	for _, r := range []*result{a, b} {
+		errs += r.throughput.errs + r.connLat.errs + r.reqLat.errs
 	}
-	if a.connections.errs+a.requests.errs+b.connections.errs+b.requests.errs > 0 {
-		return fmt.Errorf("requests failed during the measurement")
+	fmt.Fprintf(out, "\nOCSP requests during the measurements: %d (warm-up: %d); failed operations: %d\n", f.ocspHits.Load()-warmOCSP, warmOCSP, errs)
+	fmt.Fprintf(out, "checks add %.3f ms at request p99 (target <= 1 ms): %s\n", msOf(reqDelta), verdict(reqDelta <= time.Millisecond))
+	fmt.Fprintf(out, "checks cost %.1f%% of the new-connection rate (target <= 10%%): %s\n", cost, verdict(cost <= 10))
+	if errs > 0 {
+		return fmt.Errorf("%d operations failed during the measurement", errs)
 	}
 	if reqDelta > time.Millisecond || cost > 10 {
 		return fmt.Errorf("a target was missed")
 	}
 	return nil
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d.Microseconds())/1000) }
-
-// perOp is CPU time per operation, in microseconds.
-func perOp(cpu time.Duration, ops int, known bool) string {
-	if !known || ops == 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.0f us", float64(cpu.Microseconds())/float64(ops))
 }
 
 func verdict(ok bool) string {

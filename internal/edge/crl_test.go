@@ -227,7 +227,7 @@ func TestCRLScope(t *testing.T) {
 		{name: "full CRL", ok: true, covered: true},
 		{name: "IDP naming the certificate's second CDP", exts: []pkix.Extension{idp(fullName(cdp))}, ok: true, covered: true},
 		{name: "IDP naming another distribution point", exts: []pkix.Extension{idp(fullName("http://other.example/crl"))}, ok: true},
-		{name: "IDP onlyContainsUserCerts", exts: []pkix.Extension{idp(all(fullName(cdp), flag(1, 0xff)))}, ok: true, covered: true},
+		{name: "pkid's IDP: fullName and onlyContainsUserCerts", exts: []pkix.Extension{idp(all(fullName(cdp), flag(1, 0xff)))}, ok: true, covered: true},
 		{name: "IDP without a distribution point", exts: []pkix.Extension{idp(flag(1, 0xff))}, ok: true, covered: true},
 		{name: "IDP onlyContainsCACerts", exts: []pkix.Extension{idp(flag(2, 0xff))}},
 		{name: "IDP onlySomeReasons", exts: []pkix.Extension{idp(func(b *cryptobyte.Builder) {
