@@ -431,17 +431,30 @@ func (o outcome) String() string {
 	if o.err != nil {
 		return fmt.Sprintf("GET %s: %v", o.path, o.err)
 	}
-	return fmt.Sprintf("GET %s: %d %q, client_verify=%q, resumed=%v", o.path, o.status, firstLine(o.body), o.verify, o.resumed)
+	return fmt.Sprintf("GET %s: %d %q, client_verify=%q, resumed=%v", o.path, o.status, summary(o.body), o.verify, o.resumed)
+}
+
+// summary shortens a body for a message: the title of an nginx error page,
+// or the first line.
+func summary(body string) string {
+	if _, rest, ok := strings.Cut(body, "<title>"); ok {
+		title, _, _ := strings.Cut(rest, "</title>")
+		return title
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(body), "\n")
+	return strings.TrimSpace(line)
 }
 
 // admitted reports whether the request reached the upstream.
 func (o outcome) admitted() bool { return o.status == http.StatusOK && o.body == "upstream ok" }
 
 // refusedCertificate reports whether nginx refused the client's
-// certificate: at the handshake, or with its 400 "The SSL certificate
-// error" page.
+// certificate. With ssl_verify_client on, nginx completes the handshake
+// whatever the certificate and answers 400 "The SSL certificate error"
+// (the client learns why only from the access log), so a failed handshake
+// is a failure of the test, not a refusal.
 func (o outcome) refusedCertificate() bool {
-	return o.err != nil || (o.status == http.StatusBadRequest && strings.Contains(o.body, "The SSL certificate error"))
+	return o.err == nil && o.status == http.StatusBadRequest && strings.Contains(o.body, "The SSL certificate error")
 }
 
 // reqOpts say how a request through the edge is made.
@@ -551,11 +564,6 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
 }
 
 // runScript runs a shell script of deploy/ with env added to the test's
