@@ -108,9 +108,10 @@ const lintSampleSpread = 512
 // ErrBadRequest.
 //
 // The tbsCertList is encoded here rather than by x509.CreateRevocationList,
-// which takes 6 s and 1 GiB for a million entries, where SignCRL takes
-// 0.4 s and 160 MB; the DER is written once, into the buffer returned. The
-// tests check the encoding against CreateRevocationList's byte for byte.
+// which takes 5 s and 1 GB for a million entries, where SignCRL takes
+// 0.6 s and 160 MB (docs/BENCHMARKS.md); the DER is written once, into the
+// buffer returned. The tests check the encoding against
+// CreateRevocationList's byte for byte.
 func (i *Issuer) SignCRL(t CRLTemplate, l *lint.Linter) ([]byte, error) {
 	if l == nil {
 		return nil, errors.New("issuance: no linter: pkid never signs what it has not linted")
