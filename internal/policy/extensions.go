@@ -38,12 +38,15 @@ const pkidDecides = "; pkid decides every extension of a certificate itself and 
 // checkExtensions refuses duplicate extensions and requests for CA powers or
 // for uses other than client authentication, and returns the DNS names of the
 // subjectAltName extension in CSR order, unvalidated. maxNames caps their number.
-func checkExtensions(csr *x509.CertificateRequest, maxNames int) ([]string, error) {
+// URI SANs are refused unless uriNamespace is set; then they must be
+// well-formed SPIFFE IDs (whether they are in the namespace is checked
+// later, so that every malformation is reported before a policy refusal).
+func checkExtensions(csr *x509.CertificateRequest, maxNames int, uriNamespace string) ([]string, error) {
 	exts := csr.Extensions
 	if len(exts) > maxExtensions {
 		return nil, badCSR("the certificate request asks for more than %d extensions", maxExtensions)
 	}
-	sanCount := 0
+	sanCount, uriCount := 0, 0
 	for i, ext := range exts {
 		for _, prev := range exts[:i] {
 			if prev.Id.Equal(ext.Id) {
@@ -53,7 +56,7 @@ func checkExtensions(csr *x509.CertificateRequest, maxNames int) ([]string, erro
 		var err error
 		switch {
 		case ext.Id.Equal(oidExtSubjectAltName):
-			sanCount, err = checkSAN(ext.Value, csr.DNSNames, maxNames)
+			sanCount, uriCount, err = checkSAN(ext.Value, csr, maxNames, uriNamespace != "")
 		case ext.Id.Equal(oidExtBasicConstraints):
 			err = checkBasicConstraints(ext.Value)
 		case ext.Id.Equal(oidExtKeyUsage):
@@ -68,48 +71,64 @@ func checkExtensions(csr *x509.CertificateRequest, maxNames int) ([]string, erro
 	// The names must be exactly those of the signed extension: a
 	// CertificateRequest whose fields were changed after parsing is refused.
 	if sanCount != len(csr.DNSNames) || len(csr.EmailAddresses) != 0 ||
-		len(csr.IPAddresses) != 0 || len(csr.URIs) != 0 {
+		len(csr.IPAddresses) != 0 || uriCount != len(csr.URIs) {
 		return nil, badCSR("the certificate request's names do not match its subjectAltName extension")
 	}
 	return csr.DNSNames, nil
 }
 
 // checkSAN walks the GeneralNames of a subjectAltName extension. Only dNSName
-// is accepted: IP addresses, email addresses, URIs, otherName (including UPN
-// and SPIFFE-style identities) and directoryName are refused, because
+// is accepted, and uniformResourceIdentifier when allowURIs is set (the
+// account's policy allows SPIFFE IDs): IP addresses, email addresses,
+// otherName (including UPN) and directoryName are refused, because
 // crypto/x509 silently drops the last two and a client certificate carrying
 // an identity pkid did not check is how AD CS ESC6 happened (SECURITY.md
-// C-26, C-27). It checks the dNSNames against parsed, the list crypto/x509
-// derived from the same bytes, and returns how many there are. No string is
-// allocated.
-func checkSAN(value []byte, parsed []string, maxNames int) (int, error) {
+// C-26, C-27). It checks the dNSNames and URIs against those of csr, the
+// lists crypto/x509 derived from the same bytes, and returns how many of
+// each there are. No string is allocated for a dNSName.
+func checkSAN(value []byte, csr *x509.CertificateRequest, maxNames int, allowURIs bool) (dns, uris int, err error) {
 	in := cryptobyte.String(value)
 	var names cryptobyte.String
 	if !in.ReadASN1(&names, cbasn1.SEQUENCE) || !in.Empty() {
-		return 0, badCSR("the subjectAltName extension is malformed")
+		return 0, 0, badCSR("the subjectAltName extension is malformed")
 	}
 	if names.Empty() {
-		return 0, badCSR("the subjectAltName extension is empty (RFC 5280 §4.2.1.6)")
+		return 0, 0, badCSR("the subjectAltName extension is empty (RFC 5280 §4.2.1.6)")
 	}
-	count := 0
+	mismatch := badCSR("the certificate request's names do not match its subjectAltName extension")
 	for !names.Empty() {
 		var name cryptobyte.String
 		var tag cbasn1.Tag
 		if !names.ReadAnyASN1(&name, &tag) {
-			return 0, badCSR("the subjectAltName extension is malformed")
+			return 0, 0, badCSR("the subjectAltName extension is malformed")
 		}
-		if tag != cbasn1.Tag(2).ContextSpecific() {
-			return 0, badCSR("subjectAltName may hold DNS names only; it holds %s", generalNameKind(tag))
+		switch {
+		case tag == cbasn1.Tag(2).ContextSpecific():
+			if dns == maxNames {
+				return 0, 0, badCSR("the certificate request has more than %d DNS names", maxNames)
+			}
+			if dns >= len(csr.DNSNames) || string(name) != csr.DNSNames[dns] {
+				return 0, 0, mismatch
+			}
+			dns++
+		case tag == cbasn1.Tag(6).ContextSpecific() && allowURIs:
+			if uris == maxURISANs {
+				return 0, 0, badCSR("the certificate request has more than %d URI SANs", maxURISANs)
+			}
+			if fault := spiffeFault(string(name)); fault != "" {
+				return 0, 0, badCSR("subjectAltName URI %d %s", uris+1, fault)
+			}
+			if uris >= len(csr.URIs) || string(name) != csr.URIs[uris].String() {
+				return 0, 0, mismatch
+			}
+			uris++
+		case allowURIs:
+			return 0, 0, badCSR("subjectAltName may hold DNS names and SPIFFE IDs (URIs) only; it holds %s", generalNameKind(tag))
+		default:
+			return 0, 0, badCSR("subjectAltName may hold DNS names only (this account's policy allows no URI SANs); it holds %s", generalNameKind(tag))
 		}
-		if count == maxNames {
-			return 0, badCSR("the certificate request has more than %d DNS names", maxNames)
-		}
-		if count >= len(parsed) || string(name) != parsed[count] {
-			return 0, badCSR("the certificate request's names do not match its subjectAltName extension")
-		}
-		count++
 	}
-	return count, nil
+	return dns, uris, nil
 }
 
 // generalNameKind names a GeneralName choice (RFC 5280 §4.2.1.6) by its tag.

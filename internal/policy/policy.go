@@ -8,8 +8,9 @@
 // ever echoes the submitted bytes, which might be a private key pasted by
 // mistake.
 //
-// A CSR only ever contributes its public key, its common name and its DNS
-// names to a certificate (see Checked). The CA decides every extension;
+// A CSR only ever contributes its public key, its common name, its DNS names
+// and, when the account's policy allows them, SPIFFE IDs within the
+// account's namespace to a certificate (see Checked). The CA decides every extension;
 // requested extensions are either refused, when they ask for something a
 // client certificate must never have, or ignored.
 package policy
@@ -17,6 +18,7 @@ package policy
 import (
 	"crypto"
 	"crypto/x509"
+	"net/url"
 
 	"github.com/pkid/pkid/internal/pki"
 )
@@ -27,6 +29,7 @@ type Checked struct {
 	PublicKey  crypto.PublicKey // *ecdsa.PublicKey (P-256/P-384) or *rsa.PublicKey (2048/3072/4096, e=65537)
 	CommonName string           // validated, may be "" only if DNSNames non-empty
 	DNSNames   []string         // validated, lower-case A-labels, deduplicated, in CSR order
+	URIs       []*url.URL       // SPIFFE IDs within Limits.URINamespace, deduplicated, in CSR order
 	SPKISHA256 [32]byte         // SHA-256 of the DER SubjectPublicKeyInfo, canonically encoded (as x509.MarshalPKIXPublicKey)
 }
 
@@ -40,6 +43,14 @@ type Limits struct {
 	// it such a name is a policy refusal (403 rejectedIdentifier); malformed
 	// wildcards are 400 badCSR either way.
 	AllowWildcards bool
+	// URINamespace, when set, admits URI SANs that are SPIFFE IDs equal to
+	// it or below it (see URINamespace and CheckURI): the account's own
+	// namespace, passed in by the CA when the account's policy allows URI
+	// SANs. A SPIFFE ID outside it is a policy refusal (403
+	// rejectedIdentifier), a URI that is not a well-formed SPIFFE ID is
+	// malformed (400 badCSR). Empty refuses every URI SAN (400 badCSR), as
+	// SECURITY.md C-27 asks unless a profile allows them.
+	URINamespace string
 }
 
 // defaultMaxDNSNames follows Boulder's default cap on identifiers per
@@ -90,12 +101,38 @@ func CheckCSR(csr *x509.CertificateRequest, lim Limits) (*Checked, error) {
 	if err != nil {
 		return nil, err
 	}
+	uris, err := checkURIs(csr.URIs, lim.URINamespace)
+	if err != nil {
+		return nil, err
+	}
 	return &Checked{
 		PublicKey:  csr.PublicKey,
 		CommonName: cn,
 		DNSNames:   names,
+		URIs:       uris,
 		SPKISHA256: spki,
 	}, nil
+}
+
+// checkURIs applies the namespace to URI SANs whose syntax checkExtensions
+// has checked, and removes duplicates, keeping the CSR's order.
+func checkURIs(uris []*url.URL, namespace string) ([]*url.URL, error) {
+	if len(uris) == 0 {
+		return nil, nil
+	}
+	out := make([]*url.URL, 0, len(uris))
+	seen := make([]string, 0, len(uris))
+	for _, u := range uris {
+		s := u.String()
+		if err := checkNamespace(s, namespace); err != nil {
+			return nil, err
+		}
+		if !contains(seen, s) {
+			seen = append(seen, s)
+			out = append(out, u)
+		}
+	}
+	return out, nil
 }
 
 // checkContents applies the rules that follow the signature check: version,
@@ -108,7 +145,7 @@ func checkContents(csr *x509.CertificateRequest, lim Limits) (string, []string, 
 	if err := checkAttributes(csr.RawTBSCertificateRequest); err != nil {
 		return "", nil, err
 	}
-	names, err := checkExtensions(csr, lim.maxDNSNames())
+	names, err := checkExtensions(csr, lim.maxDNSNames(), lim.URINamespace)
 	if err != nil {
 		return "", nil, err
 	}
@@ -120,7 +157,7 @@ func checkContents(csr *x509.CertificateRequest, lim Limits) (string, []string, 
 	if err != nil {
 		return "", nil, err
 	}
-	if cn == "" && len(names) == 0 {
+	if cn == "" && len(names) == 0 && len(csr.URIs) == 0 {
 		return "", nil, badCSR("the certificate request names nothing: give a subject common name, DNS names in subjectAltName, or both")
 	}
 	return cn, names, nil
