@@ -100,8 +100,9 @@ type InitConfig struct {
 // signer, each linted before it is signed, with keys sealed under passphrase,
 // and the root's first CRL. It is idempotent: when a hierarchy exists it
 // changes nothing (but signs the root's CRL if an interrupted init left none)
-// and returns created=false. It returns the root's SHA-256 fingerprint
-// either way.
+// and returns created=false; it also re-signs the root's CRL once half of
+// its validity has passed. It returns the root's SHA-256 fingerprint either
+// way.
 func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []byte, l *lint.Linter, now time.Time) (created bool, rootFingerprint string, err error) {
 	cfg := icfg.Hierarchy
 	existing, err := st.Issuers(ctx)
@@ -113,7 +114,15 @@ func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []
 		if err != nil {
 			return false, "", err
 		}
-		if _, err := st.LatestCRL(ctx, rootRec.ID); errors.Is(err, pki.ErrNotFound) {
+		validity := icfg.RootCRLValidity
+		if validity == 0 {
+			validity = DefaultRootCRLValidity
+		}
+		// The root key signs only here, so the root's CRL is refreshed here:
+		// when an interrupted init left none, or once half of its validity
+		// has passed (run `pkid init` at least that often; see the README).
+		latest, err := st.LatestCRL(ctx, rootRec.ID)
+		if errors.Is(err, pki.ErrNotFound) || (err == nil && latest.NextUpdate.Sub(now) < validity/2) {
 			root, err := openIssuer(rootRec, passphrase, now)
 			if err != nil {
 				return false, "", err
@@ -121,7 +130,7 @@ func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []
 			if err := signRootCRL(ctx, st, root, icfg.RootCRLValidity, l, now); err != nil {
 				return false, "", err
 			}
-		} else if err != nil {
+		} else if err != nil && !errors.Is(err, pki.ErrNotFound) {
 			return false, "", err
 		}
 		return false, Fingerprint(rootRec.Certificate), nil

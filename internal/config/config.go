@@ -210,8 +210,10 @@ func (c Config) Validate(needPassphrase bool) error {
 	if c.CRLValidity < time.Hour || c.CRLValidity > 10*24*time.Hour {
 		errs = append(errs, fmt.Errorf("PKID_CRL_VALIDITY %s must be between 1h and 10 days", c.CRLValidity))
 	}
-	if c.CRLInterval <= 0 || c.CRLInterval >= c.CRLValidity {
-		errs = append(errs, fmt.Errorf("PKID_CRL_INTERVAL %s must be positive and shorter than PKID_CRL_VALIDITY", c.CRLInterval))
+	if c.CRLInterval <= 0 || c.CRLInterval > c.CRLValidity/2 {
+		// Half, so that a CRL is replaced well before its nextUpdate even
+		// when one attempt fails.
+		errs = append(errs, fmt.Errorf("PKID_CRL_INTERVAL %s must be positive and at most half of PKID_CRL_VALIDITY", c.CRLInterval))
 	}
 	if c.RootCRLValidity < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("PKID_ROOT_CRL_VALIDITY %s must be at least a day", c.RootCRLValidity))
