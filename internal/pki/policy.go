@@ -46,19 +46,18 @@ type AccountPolicy struct {
 }
 
 // QuotaUsage is an account's use of its quotas, counted by the database
-// when an issuance or renewal is requested. Counts stop just past the
-// policy's caps (a count of an uncapped quota is not taken), so that
-// counting costs no more than the cap allows.
+// when an issuance or renewal is requested. A quota the policy does not set
+// is not counted, and counts stop just past the cap, so that counting costs
+// no more than the cap allows.
 type QuotaUsage struct {
 	// Active counts the account's certificates, pending or issued, that are
 	// neither revoked, expired nor renewed, up to MaxActiveCertificates+1.
 	Active int
-	// Recent counts the account's certificates created in the hour before
-	// Now, up to MaxIssuancesPerHour.
-	Recent int
-	// OldestRecent is when the oldest of the Recent certificates counted was
-	// created: when it leaves the window, one more issuance fits.
-	OldestRecent time.Time
+	// HourFullSince is zero unless the hour before Now holds at least
+	// MaxIssuancesPerHour of the account's certificates; then it is when
+	// the oldest of the newest MaxIssuancesPerHour of them was created. One
+	// more certificate fits an hour after that.
+	HourFullSince time.Time
 	// Now is the database's clock, which stamps certificates' creation and
 	// so is the clock of the hourly window on every node.
 	Now time.Time
