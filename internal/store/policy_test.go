@@ -179,7 +179,7 @@ func TestIssuancePolicyQuotas(t *testing.T) {
 		}
 		return f.issue(t, c)
 	}
-	mk(acct, nil)                                                           // active
+	mk(acct, nil)                                                             // active
 	mk(acct, func(c *pki.Certificate) { c.NotAfter = now.Add(-time.Minute) }) // expired
 	revoked := mk(acct, nil)
 	rev := pki.ReasonSuperseded
