@@ -12,6 +12,12 @@
 # installs N pre-signed responses in an ocsp.Cache and serves the
 # production Responder; the wrk scripts cycle through requests for all N
 # serials (SHA-1 CertIDs). Raw output goes to bench/out/ocsp/.
+#
+# On a machine that other work shares, requests/s moves with the load. So
+# each run also records the CPU time the server and wrk used per request
+# (from /proc and GNU time) and derives the capacity of an otherwise idle
+# machine: cores / (server + wrk CPU per request). The load average at the
+# start of each run is printed beside it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,10 +30,17 @@ ADDR=${ADDR:-127.0.0.1:18181}
 out=bench/out/ocsp
 mkdir -p "$out"
 
-if ! command -v wrk >/dev/null; then
-  echo "run.sh: wrk is not installed (apt-get install wrk)" >&2
-  exit 1
-fi
+for tool in wrk curl openssl /usr/bin/time; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "run.sh: $tool is not installed (apt-get install wrk curl openssl time)" >&2
+    exit 1
+  fi
+done
+ticks=$(getconf CLK_TCK)
+cores=$(nproc)
+
+# cpu prints the user+system CPU time of process $1, in clock ticks.
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 go build -o "$out/ocsp-bench-server" ./bench/ocsp/server
 "$out/ocsp-bench-server" -addr "$ADDR" -n "$N" -out "$out" >"$out/server.log" 2>&1 &
@@ -52,7 +65,9 @@ fi
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(go version) $(nproc) cores; wrk -t$THREADS -c$CONNS -d$DURATION; N=$N" | tee "$out/results.txt"
 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s bench/ocsp/get.lua "http://$ADDR" -- "$out/get-paths.txt" >/dev/null
 
-printf '%-26s %12s %9s %9s %9s %7s %8s\n' run "requests/s" "p50 ms" "p99 ms" "max ms" errors non2xx | tee -a "$out/results.txt"
+row='%-24s %10s %8s %8s %8s %6s %6s %10s %8s %12s %6s\n'
+# shellcheck disable=SC2059
+printf "$row" run "requests/s" "p50 ms" "p99 ms" "max ms" errors non2xx "server us" "wrk us" "idle req/s" load | tee -a "$out/results.txt"
 for run in fixed get post; do
   case $run in
     fixed) label="trivial handler (400 B)"; file="" ;;
@@ -60,9 +75,21 @@ for run in fixed get post; do
     post) label="OCSP POST"; file="$out/post-bodies.hex" ;;
   esac
   raw="$out/wrk-$run.txt"
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "bench/ocsp/$run.lua" "http://$ADDR" -- $file >"$raw"
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  before=$(cpu "$pid")
+  # shellcheck disable=SC2086 # $file is empty for the fixed handler
+  /usr/bin/time -f 'WRKCPU %U %S' -o "$out/wrk-$run.time" \
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "bench/ocsp/$run.lua" "http://$ADDR" -- $file >"$raw"
+  after=$(cpu "$pid")
   read -r _ rps p50 p99 max errs non2xx < <(grep '^RESULT' "$raw")
-  printf '%-26s %12s %9s %9s %9s %7s %8s\n' "$label" "$rps" "$p50" "$p99" "$max" "$errs" "$non2xx" | tee -a "$out/results.txt"
+  read -r _ wu ws < <(grep '^WRKCPU' "$out/wrk-$run.time")
+  secs=${DURATION%s}
+  read -r server_us wrk_us idle < <(awk -v t="$ticks" -v b="$before" -v a="$after" -v wu="$wu" -v ws="$ws" \
+    -v rps="$rps" -v d="$secs" -v c="$cores" 'BEGIN {
+      n = rps * d; s = (a - b) / t / n * 1e6; w = (wu + ws) / n * 1e6
+      printf "%.1f %.1f %.0f\n", s, w, c / ((s + w) / 1e6) }')
+  # shellcheck disable=SC2059
+  printf "$row" "$label" "$rps" "$p50" "$p99" "$max" "$errs" "$non2xx" "$server_us" "$wrk_us" "$idle" "$load" | tee -a "$out/results.txt"
 done
 
 kill "$pid"

@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -46,13 +47,14 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:18181", "listen address")
 	n := flag.Int("n", 10000, "certificates with a pre-signed response")
 	out := flag.String("out", "bench/out/ocsp", "directory for the request files")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the serving to this file")
 	flag.Parse()
-	if err := run(*addr, *n, *out); err != nil {
+	if err := run(*addr, *n, *out, *profile); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr string, n int, out string) error {
+func run(addr string, n int, out, profile string) error {
 	start := time.Now()
 	inter, signer, err := hierarchy()
 	if err != nil {
@@ -97,6 +99,17 @@ func run(addr string, n int, out string) error {
 
 	srv := &http.Server{Addr: addr, Handler: router, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10}
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
