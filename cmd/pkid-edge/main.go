@@ -178,7 +178,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.cfg.Grace, "grace", edge.DefaultGrace, "how long past nextUpdate an OCSP answer or CRL may still be used when no fresher one can be had (0: not at all)")
 	fs.DurationVar(&o.cfg.OCSPCacheMax, "ocsp-cache-max", edge.DefaultOCSPCacheMax, "longest reuse of a \"good\" OCSP answer, whatever its nextUpdate and max-age: how late a revocation may reach the edge")
 	fs.DurationVar(&o.cfg.OCSPTimeout, "ocsp-timeout", edge.DefaultOCSPTimeout, "time limit of one OCSP request")
-	fs.DurationVar(&o.cfg.OCSPRetry, "ocsp-retry", edge.DefaultOCSPRetry, "after a failed OCSP request, how long the CRL is consulted first")
+	fs.DurationVar(&o.cfg.OCSPRetry, "ocsp-retry", edge.DefaultOCSPRetry, "while the OCSP responder fails, how often it is probed again in the background (the CRL answers meanwhile)")
 	fs.DurationVar(&o.cfg.CRLRefresh, "crl-refresh", edge.DefaultCRLRefresh, "longest interval between CRL fetches (conditional GETs; sooner as nextUpdate nears)")
 	fs.DurationVar(&o.cfg.CRLTimeout, "crl-timeout", edge.DefaultCRLTimeout, "time limit of one CRL fetch")
 	fs.Int64Var(&o.cfg.CRLMaxBytes, "crl-max-bytes", edge.DefaultCRLMaxBytes, "largest CRL accepted, in bytes")

@@ -85,10 +85,14 @@ type checker struct {
 	log      *slog.Logger
 	m        *metrics
 
-	// ocspDownUntil (Unix nanoseconds on the edge's clock): after a failed
-	// exchange, the CRL is consulted first until then, so that handshakes
-	// do not each wait for a dead responder.
-	ocspDownUntil atomic.Int64
+	// ocspFailing is set by a failed exchange and cleared by a successful
+	// one. While it is set, the CRL (or a cached answer within the grace)
+	// answers first and the responder is probed in the background, at most
+	// once per retry period (nextProbe, Unix nanoseconds on the edge's
+	// clock), so that no handshake waits for a dead or black-holed
+	// responder while something else can answer.
+	ocspFailing atomic.Bool
+	nextProbe   atomic.Int64
 }
 
 // check returns nil when leaf (issued by issuer, both from a verified
@@ -143,7 +147,7 @@ func (c *checker) answer(ctx context.Context, k certKey, leaf, issuer *x509.Cert
 	now := c.now()
 	if e := c.cache.get(k); e != nil && e.fresh(now) {
 		c.m.cacheHits.Inc()
-		if e.ageing(now) && !c.ocspDown(now) {
+		if e.ageing(now) && !c.ocspFailing.Load() {
 			c.flight.start(k, c.fetch(k, e.leaf, e.issuer))
 		}
 		a := e.ans
@@ -154,22 +158,20 @@ func (c *checker) answer(ctx context.Context, k certKey, leaf, issuer *x509.Cert
 	// A CRL waiting for its issuer is verified as soon as a chain shows it,
 	// not at the first outage.
 	c.crl.learn(issuer)
-	tried := false
-	if !c.ocspDown(now) {
-		tried = true
-		if a, done, err := c.live(ctx, k, leaf, issuer); done {
-			return a, err
+	if c.ocspFailing.Load() {
+		if a, ok := c.fallback(k, leaf, issuer, now); ok {
+			if p := c.nextProbe.Load(); now.UnixNano() >= p && c.nextProbe.CompareAndSwap(p, now.Add(c.retry).UnixNano()) {
+				c.flight.start(k, c.fetch(k, leaf, issuer))
+			}
+			return a, nil
 		}
+		// Nothing else answers: the responder may be back.
+	}
+	if a, done, err := c.live(ctx, k, leaf, issuer); done {
+		return a, err
 	}
 	if a, ok := c.fallback(k, leaf, issuer, c.now()); ok {
 		return a, nil
-	}
-	if !tried {
-		// The responder failed a moment ago and nothing else answers: it
-		// may be back.
-		if a, done, err := c.live(ctx, k, leaf, issuer); done {
-			return a, err
-		}
 	}
 	return Answer{}, ErrNoFreshAnswer
 }
@@ -207,13 +209,14 @@ func (c *checker) fetch(k certKey, leaf, issuer *x509.Certificate) func() (Answe
 			return Answer{}, err
 		case err != nil:
 			c.m.ocspExchanges.WithLabelValues("error").Inc()
-			c.ocspDownUntil.Store(now.Add(c.retry).UnixNano())
+			c.nextProbe.Store(now.Add(c.retry).UnixNano())
+			c.ocspFailing.Store(true)
 			c.log.Warn("edge: OCSP exchange failed; the CRL answers meanwhile", "err", err,
 				"serial", pki.SerialFromBig(leaf.SerialNumber).String())
 			return Answer{}, err
 		}
 		c.m.ocspExchanges.WithLabelValues(oa.Status.String()).Inc()
-		c.ocspDownUntil.Store(0)
+		c.ocspFailing.Store(false)
 		refresh := earliest(oa.NextUpdate, now.Add(c.cacheMax))
 		if oa.hasMaxAge {
 			refresh = earliest(refresh, now.Add(oa.maxAge))
@@ -252,10 +255,6 @@ func (c *checker) fallback(k certKey, leaf, issuer *x509.Certificate, now time.T
 		return cached, true
 	}
 	return Answer{}, false
-}
-
-func (c *checker) ocspDown(now time.Time) bool {
-	return now.UnixNano() < c.ocspDownUntil.Load()
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -31,8 +31,8 @@ const (
 	// reach the edge while the responder is up. Each certificate in use
 	// costs one OCSP request per period, made in the background.
 	DefaultOCSPCacheMax = time.Minute
-	// DefaultOCSPRetry is how long the edge consults the CRL first after a
-	// failed OCSP exchange.
+	// DefaultOCSPRetry is how often a failing responder is probed again, in
+	// the background, while the CRL answers.
 	DefaultOCSPRetry = 5 * time.Second
 	// DefaultCRLRefresh is the longest interval between two CRL fetches
 	// (conditional GETs, usually answered 304).

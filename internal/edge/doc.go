@@ -37,8 +37,10 @@
 // revoked answer is kept until the certificate expires.
 //
 // When OCSP cannot answer (unreachable, an HTTP error, tryLater or
-// internalError, a response that fails verification), the edge uses the CRL,
-// which it fetches at start-up and keeps fresh in the background with
+// internalError, a response that fails verification), the edge uses the CRL;
+// while the responder keeps failing, the CRL answers first and the responder
+// is probed in the background, so handshakes do not wait for it. The edge
+// fetches the CRL at start-up and keeps it fresh in the background with
 // conditional GETs, refreshing at least halfway to its nextUpdate. A CRL is
 // used only when its signature verifies under the leaf's issuer, its number
 // never goes down, it is complete for end-entity certificates (no delta or

@@ -362,3 +362,28 @@ func TestResumedSessionIsChecked(t *testing.T) {
 		t.Fatalf("handshakes{revoked} = %v", got)
 	}
 }
+
+// TestBlackholedResponder: while the responder fails, the CRL answers first
+// and the responder is probed in the background, so only the handshake that
+// found it failing waits for the timeout.
+func TestBlackholedResponder(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.OCSPTimeout = time.Second })
+	h.ocsp.set(func(f *fakeOCSP) { f.delay = 3 * time.Second })
+	first := time.Now()
+	h.mustGet(t, h.leaf(account))
+	if waited := time.Since(first); waited < time.Second {
+		t.Fatalf("the first handshake took %v, less than the OCSP timeout", waited)
+	}
+	for _, step := range []time.Duration{time.Second, DefaultOCSPRetry} {
+		h.clock.Advance(step)
+		began := time.Now()
+		h.mustGet(t, h.leaf(account))
+		if waited := time.Since(began); waited > 500*time.Millisecond {
+			t.Fatalf("after %v, a handshake waited %v for the failing responder", step, waited)
+		}
+	}
+	h.edge.checker.flight.wg.Wait()
+	if n := h.ocsp.requests.Load(); n != 2 {
+		t.Fatalf("%d OCSP requests, want 2 (the first, then one probe)", n)
+	}
+}
