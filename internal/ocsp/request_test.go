@@ -69,6 +69,16 @@ func TestKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		k, ok := keyFromBig(tt.n)
+		if tt.n != nil && tt.n.Sign() > 0 {
+			// The same serial as the content octets of its DER INTEGER.
+			content := tt.n.Bytes()
+			if content[0]&0x80 != 0 {
+				content = append([]byte{0}, content...)
+			}
+			if k2, ok2 := keyFromInteger(content); ok2 != ok || (ok && k2 != k) {
+				t.Errorf("%s: keyFromInteger = %x, %v; keyFromBig %x, %v", tt.name, k2, ok2, k, ok)
+			}
+		}
 		if ok != tt.ok {
 			t.Errorf("%s: keyFromBig ok = %v, want %v", tt.name, ok, tt.ok)
 			continue
