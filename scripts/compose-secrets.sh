@@ -3,6 +3,9 @@
 #
 #   var/secrets/pkid_key_passphrase   protects the CA private keys at rest
 #   var/secrets/postgres_password     the password of the database user pkid
+#   var/secrets/edge.crt, edge.key    a self-signed demo server certificate for
+#                                     pkid-edge (for production, use a certificate
+#                                     your clients already trust)
 #
 # Each is 32 random bytes, base64. An existing file is never replaced: the
 # passphrase is what decrypts the CA keys already in the database, and losing
@@ -28,3 +31,13 @@ for name in pkid_key_passphrase postgres_password; do
   mv "$f.tmp" "$f"
   echo "made $f"
 done
+
+if [ -s "$dir/edge.crt" ] && [ -s "$dir/edge.key" ]; then
+  echo "kept $dir/edge.crt"
+else
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$dir/edge.key" -out "$dir/edge.crt" 2>/dev/null
+  chmod 644 "$dir/edge.key" "$dir/edge.crt"
+  echo "made $dir/edge.crt (self-signed, for the demo)"
+fi

@@ -3,6 +3,9 @@
 #
 #   pkid-entrypoint up            pkid migrate, pkid init, then exec pkid serve (the default)
 #   pkid-entrypoint healthcheck   exits 0 when GET /readyz answers 200 (HEALTHCHECK)
+#   pkid-entrypoint edge ARGS...  fetch pkid's root from $PKID_URL (checked against
+#                                 $PKID_ROOT_FINGERPRINT when set), then exec
+#                                 pkid-edge --ca ROOT ARGS...
 #   pkid-entrypoint ARGS...       exec pkid ARGS..., e.g. admin create-user --username admin
 #
 # Secrets come as files (docker secrets): pkid reads PKID_KEY_PASSPHRASE_FILE
@@ -35,6 +38,28 @@ readyz() {
   return 1
 }
 
+# fetch_root URL FILE: GET URL/ca/root.pem over /dev/tcp (host:port URLs on
+# the compose network, plain HTTP) into FILE.
+fetch_root() {
+  local hostport=${1#http://} out=$2 line body=0
+  hostport=${hostport%%/*}
+  for _ in $(seq 1 60); do
+    if { exec 4<>"/dev/tcp/${hostport%%:*}/${hostport##*:}"; } 2>/dev/null; then
+      printf 'GET /ca/root.pem HTTP/1.0\r\nHost: %s\r\n\r\n' "$hostport" >&4
+      : >"$out"
+      while IFS= read -r line <&4; do
+        line=${line%$'\r'}
+        if [ "$body" = 1 ]; then printf '%s\n' "$line" >>"$out"; elif [ -z "$line" ]; then body=1; fi
+      done
+      exec 4<&-
+      grep -q 'BEGIN CERTIFICATE' "$out" && return 0
+    fi
+    sleep 1
+  done
+  echo "could not fetch $1/ca/root.pem" >&2
+  return 1
+}
+
 case "${1:-up}" in
   up)
     pkid migrate
@@ -43,6 +68,18 @@ case "${1:-up}" in
     ;;
   healthcheck)
     readyz
+    ;;
+  edge)
+    shift
+    root=/tmp/pkid-root.pem
+    fetch_root "${PKID_URL:-http://pkid:8080}" "$root"
+    fp=$(sed '/-----/d' "$root" | base64 -d | sha256sum | cut -d' ' -f1)
+    if [ -n "${PKID_ROOT_FINGERPRINT:-}" ] && [ "$fp" != "${PKID_ROOT_FINGERPRINT,,}" ]; then
+      echo "pkid's root has SHA-256 $fp, not the pinned $PKID_ROOT_FINGERPRINT: refusing to start" >&2
+      exit 1
+    fi
+    echo "trusting pkid's root, SHA-256 $fp (pin it with PKID_ROOT_FINGERPRINT)" >&2
+    exec pkid-edge --ca "$root" "$@"
     ;;
   *)
     exec pkid "$@"
