@@ -65,6 +65,8 @@ func (a *API) AdminRoutes() http.Handler {
 	r.Get("/accounts/{id}/tokens", a.listTokens)
 	r.Delete("/accounts/{id}/tokens/{tokenID}", a.revokeToken)
 	r.Post("/accounts/{id}/revoke-certificates", a.revokeAccount)
+	r.Get("/accounts/{id}/policy", a.getPolicy)
+	r.Put("/accounts/{id}/policy", a.putPolicy)
 	r.Get("/certificates", a.listCertificates)
 	r.Get("/certificates/{serial}", a.getCertificate)
 	r.Post("/certificates/{serial}/revoke", a.revoke)
@@ -122,7 +124,7 @@ func (a *API) methodNotAllowed(routes chi.Routes) http.HandlerFunc {
 			path = rctx.RoutePath
 		}
 		var allowed []string
-		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 			if routes.Match(chi.NewRouteContext(), m, path) {
 				allowed = append(allowed, m)
 			}

@@ -60,8 +60,9 @@ func (nopPublisher) RevocationCommitted(string)       {}
 
 // Observer receives the timing of each issuance stage, for metrics.
 type Observer interface {
-	// IssueStage reports how long one stage took: "check", "lint", "record",
-	// "sign", "commit".
+	// IssueStage reports how long one stage took: "policy" (reading the
+	// account's policy and quota use), "check", "lint", "record", "sign",
+	// "commit".
 	IssueStage(stage string, d time.Duration)
 	// IssueOutcome reports how an issuance ended: "issued", "refused",
 	// "error".
@@ -148,18 +149,28 @@ func (s *Service) issue(ctx context.Context, p pki.Principal, acct *pki.Account,
 	if err := acct.MayHoldCertificates(); err != nil {
 		return nil, refuse(err)
 	}
+	rules, err := s.accountRules(ctx, acct, nil)
+	if err != nil {
+		return nil, s.refusal(ctx, ev, ActionIssueRefused, err)
+	}
+	s.opts.Observer.IssueStage("policy", s.opts.Now().Sub(t0))
+	t0 = s.opts.Now()
 	csr, err := policy.ParseCSR(req.CSR)
 	if err != nil {
 		return nil, refuse(err)
 	}
-	checked, err := policy.CheckCSR(csr, s.opts.Limits)
+	checked, err := policy.CheckCSR(csr, rules.limits)
 	if err != nil {
+		return nil, refuse(err)
+	}
+	if err := rules.check(checked); err != nil {
 		return nil, refuse(err)
 	}
 	validity, err := s.validity(req.ValidityDays)
 	if err != nil {
 		return nil, refuse(err)
 	}
+	validity = rules.validity(validity)
 	s.opts.Observer.IssueStage("check", s.opts.Now().Sub(t0))
 
 	return s.sign(ctx, signRequest{
@@ -208,6 +219,7 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 			PublicKey:    r.checked.PublicKey,
 			CommonName:   r.checked.CommonName,
 			DNSNames:     r.checked.DNSNames,
+			URIs:         r.checked.URIs,
 			Organization: r.account.Name,
 			AccountID:    r.account.ID,
 			NotBefore:    notBefore,
@@ -258,6 +270,7 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 		"spki_sha256": spki,
 		"common_name": r.checked.CommonName,
 		"dns_names":   r.checked.DNSNames,
+		"uri_sans":    uriStrings(r.checked.URIs),
 		"not_before":  notBefore,
 		"not_after":   notAfter,
 	}

@@ -69,14 +69,24 @@ func (s *Service) Renew(ctx context.Context, p pki.Principal, acct *pki.Account,
 	if err := acct.MayHoldCertificates(); err != nil {
 		return nil, refuse(err)
 	}
-	checked, err := s.renewalSubject(old, req.CSR)
+	// The account's policy as it is now, not as it was when old was issued
+	// (SECURITY.md R-08): old's names, key and URIs must still fit it.
+	rules, err := s.accountRules(ctx, acct, old)
 	if err != nil {
+		return nil, s.refusal(ctx, ev, ActionRenewRefused, err)
+	}
+	checked, err := s.renewalSubject(old, req.CSR, rules.limits)
+	if err != nil {
+		return nil, refuse(err)
+	}
+	if err := rules.check(checked); err != nil {
 		return nil, refuse(err)
 	}
 	validity, err := s.validity(req.ValidityDays)
 	if err != nil {
 		return nil, refuse(err)
 	}
+	validity = rules.validity(validity)
 	serial := old.Serial
 	c, err := s.sign(ctx, signRequest{
 		event: ev, account: acct, checked: checked, validity: validity,
@@ -109,8 +119,8 @@ func (s *Service) Renew(ctx context.Context, p pki.Principal, acct *pki.Account,
 // key and names, or, when csrPEM is given, the CSR's key with names that the
 // old certificate held (a rekey may narrow the names, never widen them:
 // SECURITY.md R-07). Either way the key and names are checked again, as on
-// first issuance.
-func (s *Service) renewalSubject(old *pki.Certificate, csrPEM string) (*policy.Checked, error) {
+// first issuance, with lim (the account's URI namespace included).
+func (s *Service) renewalSubject(old *pki.Certificate, csrPEM string, lim policy.Limits) (*policy.Checked, error) {
 	oldCert, err := x509.ParseCertificate(old.DER)
 	if err != nil {
 		return nil, fmt.Errorf("ca: parsing stored certificate %s: %w", old.Serial, err)
@@ -127,7 +137,7 @@ func (s *Service) renewalSubject(old *pki.Certificate, csrPEM string) (*policy.C
 			}
 		}
 		for _, n := range oldCert.DNSNames {
-			if err := policy.CheckDNSName(n, s.opts.Limits); err != nil {
+			if err := policy.CheckDNSName(n, lim); err != nil {
 				return nil, err
 			}
 		}
@@ -135,17 +145,24 @@ func (s *Service) renewalSubject(old *pki.Certificate, csrPEM string) (*policy.C
 		if err != nil {
 			return nil, err
 		}
-		return &policy.Checked{
+		checked := &policy.Checked{
 			PublicKey: oldCert.PublicKey, CommonName: oldCert.Subject.CommonName,
 			DNSNames: oldCert.DNSNames, SPKISHA256: sum,
-		}, nil
+		}
+		if err := renewalURIs(oldCert, checked, false, lim.URINamespace); err != nil {
+			return nil, err
+		}
+		return checked, nil
 	}
 	csr, err := policy.ParseCSR(csrPEM)
 	if err != nil {
 		return nil, err
 	}
-	checked, err := policy.CheckCSR(csr, s.opts.Limits)
+	checked, err := policy.CheckCSR(csr, lim)
 	if err != nil {
+		return nil, err
+	}
+	if err := renewalURIs(oldCert, checked, true, lim.URINamespace); err != nil {
 		return nil, err
 	}
 	if checked.CommonName != "" && checked.CommonName != oldCert.Subject.CommonName {

@@ -34,6 +34,7 @@ type Store interface {
 	RecordAudit(ctx context.Context, ev pki.AuditEvent) error
 
 	RevocationStore
+	PolicyStore
 }
 
 // HierarchyStore keeps the CA hierarchy: the root, the issuing intermediate

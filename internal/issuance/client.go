@@ -62,6 +62,11 @@ type ClientRequest struct {
 	Organization string
 	// AccountID is the account's id: the URI SAN urn:pkid:account:<id>.
 	AccountID string
+	// URIs are further URI SANs (SPIFFE IDs in the account's namespace),
+	// written after the account's URI. Policy has checked them against the
+	// account's namespace; issuance only refuses one that could pass for
+	// the account URI, which relying parties must find exactly once.
+	URIs      []*url.URL
 	NotBefore time.Time
 	NotAfter  time.Time
 }
@@ -97,7 +102,8 @@ type ClientProfile struct {
 //   - basicConstraints CA:FALSE, critical;
 //   - subject key identifier (RFC 7093 method 1) and authority key identifier;
 //   - authorityInformationAccess: OCSP and CA issuers; CRL distribution point;
-//   - subjectAltName: req.DNSNames and urn:pkid:account:<AccountID>.
+//   - subjectAltName: req.DNSNames, urn:pkid:account:<AccountID> and
+//     req.URIs.
 //
 // Prepare refuses, with an error wrapping ErrBadRequest, a notAfter beyond the
 // issuer's, a notBefore more than a minute ahead of the profile's clock or
@@ -135,6 +141,16 @@ func (i *Issuer) prepareClient(p ClientProfile, req ClientRequest, l certLinter)
 	if err != nil {
 		return nil, err
 	}
+	uris := []*url.URL{accountURI}
+	for _, u := range req.URIs {
+		if u == nil {
+			return nil, fmt.Errorf("%w: nil URI SAN", ErrBadRequest)
+		}
+		if s := u.String(); !u.IsAbs() || strings.HasPrefix(s, AccountURIPrefix) {
+			return nil, fmt.Errorf("%w: URI SAN %q is not absolute or names an account", ErrBadRequest, s)
+		}
+		uris = append(uris, u)
+	}
 	if err := p.checkValidity(req.NotBefore, req.NotAfter, i.Cert); err != nil {
 		return nil, err
 	}
@@ -160,7 +176,7 @@ func (i *Issuer) prepareClient(p ClientProfile, req ClientRequest, l certLinter)
 		IssuingCertificateURL: []string{base + "/ca/issuer.cer"},
 		CRLDistributionPoints: []string{base + "/crl"},
 		DNSNames:              append([]string(nil), req.DNSNames...),
-		URIs:                  []*url.URL{accountURI},
+		URIs:                  uris,
 	}
 	if p.mutate != nil {
 		p.mutate(tmpl)
