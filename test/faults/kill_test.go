@@ -67,7 +67,7 @@ func TestKillPkidDuringIssuance(t *testing.T) {
 	}
 
 	tl := compare(t, &l, readRows(t, dbURL))
-	t.Logf("client log: %d issued, %d refused, %d cut off by the kill; %d issued rows whose answer was lost; %d pending rows",
+	t.Logf("client log: %d issued, %d refused, %d without an answer (in flight at the SIGKILL or sent while pkid was down); %d issued rows whose answer was lost; %d pending rows",
 		tl.issued, tl.refused, tl.transport, tl.unanswered, len(tl.pending))
 	if tl.transport == 0 {
 		t.Log("no request was in flight at the SIGKILL")
