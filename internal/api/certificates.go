@@ -1,7 +1,11 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -83,22 +87,26 @@ type certificateList struct {
 }
 
 // listCertificates serves both the account API (the caller's own
-// certificates, whatever account_id says) and the admin API (any account).
+// certificates, whatever account_id says) and the admin API (any account,
+// and the whole listing as CSV when the client asks for text/csv). Query
+// parameters are checked strictly: an unknown or repeated one, or a value
+// that does not parse, is a 400 naming it, since a search that silently
+// ignored a misspelt filter would answer with everything.
 func (a *API) listCertificates(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit, err := queryLimit(r, 500)
+	p, _ := principal(r)
+	f, err := certificateFilter(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	p, _ := principal(r)
-	f := pki.CertificateFilter{
-		Status: pki.Status(q.Get("status")),
-		Cursor: q.Get("cursor"),
-		Limit:  limit,
-	}
 	if p.Kind == pki.PrincipalAdmin {
-		f.AccountID = q.Get("account_id")
+		w.Header().Add("Vary", "Accept")
+		if prefersCSV(r.Header.Values("Accept")) {
+			a.exportCertificates(w, r, p, f)
+			return
+		}
+	} else {
+		f.AccountID = "" // the use case puts the account's own id there
 	}
 	certs, next, err := a.certs.Certificates(r.Context(), p, f)
 	if err != nil {
@@ -110,4 +118,80 @@ func (a *API) listCertificates(w http.ResponseWriter, r *http.Request) {
 		out.Certificates = append(out.Certificates, a.certificateView(c))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// certificateListParams are the query parameters of the certificate
+// listings. Their names are the certificate object's fields they filter on.
+var certificateListParams = map[string]bool{
+	"account_id": true, "status": true, "common_name": true, "serial_prefix": true,
+	"fingerprint_sha256": true, "spki_sha256": true, "expiring_before": true,
+	"sort": true, "cursor": true, "limit": true,
+}
+
+// certificateFilter parses a listing's query into a filter. It normalises
+// what users paste: serials and hashes in upper case or with colons (as
+// openssl and browsers show them), a serial prefix with leading zeros.
+// Whether the values make sense together is for ca.Service.Certificates.
+func certificateFilter(r *http.Request) (pki.CertificateFilter, error) {
+	q := r.URL.Query()
+	for name, vals := range q {
+		if !certificateListParams[name] {
+			return pki.CertificateFilter{}, pki.Malformed("unknown query parameter %q", truncate(name, 40))
+		}
+		if len(vals) > 1 {
+			return pki.CertificateFilter{}, pki.Malformed("query parameter %s is given more than once", name)
+		}
+	}
+	limit, err := queryLimit(r, 500)
+	if err != nil {
+		return pki.CertificateFilter{}, err
+	}
+	f := pki.CertificateFilter{
+		AccountID:  q.Get("account_id"),
+		Status:     pki.Status(q.Get("status")),
+		CommonName: q.Get("common_name"),
+		Sort:       pki.CertificateSort(q.Get("sort")),
+		Cursor:     q.Get("cursor"),
+		Limit:      limit,
+	}
+	if s := q.Get("serial_prefix"); s != "" {
+		serial, err := pki.ParseSerial(s)
+		if err != nil {
+			return f, pki.Malformed("serial_prefix must be hexadecimal (colons and leading zeros allowed), at most 40 digits, not all zeros")
+		}
+		f.SerialPrefix = string(serial)
+	}
+	if f.FingerprintSHA256, err = queryHash(q.Get("fingerprint_sha256"), "fingerprint_sha256"); err != nil {
+		return f, err
+	}
+	if f.SPKISHA256, err = queryHash(q.Get("spki_sha256"), "spki_sha256"); err != nil {
+		return f, err
+	}
+	if s := q.Get("expiring_before"); s != "" {
+		if f.ExpiringBefore, err = time.Parse(time.RFC3339, s); err != nil {
+			return f, pki.Malformed("expiring_before must be an RFC 3339 time such as 2026-01-31T00:00:00Z")
+		}
+	}
+	return f, nil
+}
+
+// queryHash parses a SHA-256 hash given as 64 hexadecimal digits, in either
+// case, optionally in colon-separated pairs; "" is nil (no filter).
+func queryHash(s, name string) ([]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := hex.DecodeString(strings.ReplaceAll(s, ":", ""))
+	if err != nil || len(b) != sha256.Size {
+		return nil, pki.Malformed("%s must be a SHA-256 hash: 64 hexadecimal digits", name)
+	}
+	return b, nil
+}
+
+// truncate shortens s to at most n bytes for quoting it back in a problem.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
 }

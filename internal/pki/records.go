@@ -215,14 +215,47 @@ type Admin struct {
 }
 
 // CertificateFilter selects certificates for listing. Zero fields do not
-// filter. Results are ordered newest first.
+// filter; the fields that are set must all match. Results are ordered by
+// Sort, newest first by default.
 type CertificateFilter struct {
 	AccountID string
 	Status    Status
-	Now       time.Time // the instant Status is evaluated at
-	Cursor    string    // opaque, from a previous page
+	Now       time.Time // the instant Status and ExpiringBefore are evaluated at
+	Cursor    string    // opaque, from a previous page of the same Sort
 	Limit     int
+
+	// CommonName selects certificates whose subject common name contains
+	// it, ignoring case (a prefix where the database lacks pg_trgm; see
+	// migrations/000009_inventory_indexes.up.sql).
+	CommonName string
+	// SerialPrefix selects serials that begin with it: canonical hex (lower
+	// case, no separators, no leading zeros), as pki.ParseSerial writes it.
+	SerialPrefix string
+	// FingerprintSHA256 and SPKISHA256, 32 bytes each, select exactly: the
+	// SHA-256 of the certificate's DER, of its SubjectPublicKeyInfo.
+	FingerprintSHA256 []byte
+	SPKISHA256        []byte
+	// ExpiringBefore selects certificates active at Now whose notAfter is
+	// before it: the "expiring soon" view.
+	ExpiringBefore time.Time
+	Sort           CertificateSort
 }
+
+// CertificateSort is the order of a certificate listing. A cursor belongs
+// to the order it was made in.
+type CertificateSort string
+
+const (
+	// SortNewest lists the newest certificates first (creation time, then
+	// serial, descending). It is the default.
+	SortNewest CertificateSort = "created_at"
+	// SortNotAfter lists the soonest-expiring certificates first (notAfter,
+	// then serial, ascending).
+	SortNotAfter CertificateSort = "not_after"
+)
+
+// Valid reports whether s is an order pkid lists in ("" is SortNewest).
+func (s CertificateSort) Valid() bool { return s == "" || s == SortNewest || s == SortNotAfter }
 
 // AuditFilter selects audit events, newest first.
 type AuditFilter struct {

@@ -219,39 +219,115 @@ const (
 	maxCertificateLimit     = 500
 )
 
-// Certificates returns one page of issued certificates matching f, newest
-// first (created_at, then serial, descending), and the cursor of the next
-// page, "" on the last. f.Limit defaults to 50 and is capped at 500. The
-// status filter is evaluated at f.Now (the current time when zero). Pending
-// rows are never listed, and listings leave LintDER out. A cursor that this
-// method did not produce is a *pki.RequestError of kind malformed; an
+// Certificates returns one page of issued certificates matching every field
+// of f that is set, in f.Sort order (newest first by default), and the cursor
+// of the next page, "" on the last. f.Limit defaults to 50 and is capped at
+// 500. Status and ExpiringBefore are evaluated at f.Now (the current time
+// when zero). Pending rows are never listed, and listings leave LintDER out.
+// A cursor that this method did not produce for the same order, a serial
+// prefix that is not canonical hex, a hash that is not 32 bytes or an
+// unknown status or order is a *pki.RequestError of kind malformed; an
 // account id that is not a UUID has no certificates.
 //
-// Pages are found by keyset: each query starts below the last row of the
-// previous page, so a page costs the same however deep it is, and rows
-// inserted meanwhile do not shift later pages. With an account the query
-// walks certificates_account_idx, without one certificates_created_idx.
+// CommonName matches a case-insensitive substring through the trigram index
+// certificates_cn_trgm_idx; on a database where migration 9 could not
+// install pg_trgm (there is no such index) it matches a prefix instead,
+// through certificates_cn_prefix_idx. Callers keep it at three characters or
+// more: shorter text has no trigram to look up.
+//
+// Pages are found by keyset: each query starts after the last row of the
+// previous page in the listing's order, so a page costs the same however
+// deep it is, and rows inserted meanwhile do not shift later pages. Every
+// filter has an index (migrations 1, 2, 3 and 9); which one serves a query
+// depends on how selective each condition is, so the statement is planned
+// for its actual values every time (an unnamed statement, never a cached
+// generic plan): a generic plan chosen for "ILIKE $1" cannot know whether
+// the text matches three rows or all of them, and a LIKE prefix becomes an
+// index range only when the planner sees the pattern.
 func (db *DB) Certificates(ctx context.Context, f pki.CertificateFilter) ([]*pki.Certificate, string, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = defaultCertificateLimit
+	substring := true
+	if f.CommonName != "" {
+		var err error
+		if substring, err = db.cnSubstringSearch(ctx); err != nil {
+			return nil, "", err
+		}
 	}
-	limit = min(limit, maxCertificateLimit)
+	q, err := certificatesQuery(f, substring)
+	if err != nil {
+		return nil, "", err
+	}
+	if q.none {
+		return []*pki.Certificate{}, "", nil
+	}
+	rows, err := db.pool.Query(ctx, q.sql, append([]any{pgx.QueryExecModeCacheDescribe}, q.args...)...)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: listing certificates: %w", mapErr(err))
+	}
+	certs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*pki.Certificate, error) {
+		return scanCertificate(row)
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("store: listing certificates: %w", mapErr(err))
+	}
+	if len(certs) <= q.limit {
+		return certs, "", nil
+	}
+	certs = certs[:q.limit]
+	last := certs[q.limit-1]
+	key := last.CreatedAt
+	if q.sort == pki.SortNotAfter {
+		key = last.NotAfter
+	}
+	return certs, encodeListCursor(q.sort, key, last.Serial), nil
+}
+
+// cnSubstringSearch reports whether the database has the trigram index that
+// common-name substring search needs (migration 9 creates it when pg_trgm
+// can be installed). It is asked on every search by name, so that an
+// operator who installs pg_trgm and creates the index later gets substring
+// search without a restart.
+func (db *DB) cnSubstringSearch(ctx context.Context) (bool, error) {
+	var ok bool
+	if err := db.pool.QueryRow(ctx, "SELECT to_regclass('certificates_cn_trgm_idx') IS NOT NULL").Scan(&ok); err != nil {
+		return false, fmt.Errorf("store: looking for the common-name index: %w", mapErr(err))
+	}
+	return ok, nil
+}
+
+// certQuery is a listing statement with its arguments.
+type certQuery struct {
+	sql   string
+	args  []any
+	limit int // rows per page; the statement asks for one more
+	sort  pki.CertificateSort
+	none  bool // the filter can match nothing (an account id that is not a UUID)
+}
+
+// certificatesQuery builds the statement that Certificates runs for f.
+// substring says whether CommonName is a substring (the trigram index
+// exists) or a prefix.
+func certificatesQuery(f pki.CertificateFilter, substring bool) (certQuery, error) {
+	q := certQuery{limit: f.Limit, sort: f.Sort}
+	if q.limit <= 0 {
+		q.limit = defaultCertificateLimit
+	}
+	q.limit = min(q.limit, maxCertificateLimit)
+	if q.sort == "" {
+		q.sort = pki.SortNewest
+	}
 	now := f.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-
-	var where []string
-	var args []any
 	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
+		q.args = append(q.args, v)
+		return "$" + strconv.Itoa(len(q.args))
 	}
-	where = append(where, "state = 'issued'")
+	where := []string{"state = 'issued'"}
 	if f.AccountID != "" {
 		if !validUUID(f.AccountID) {
-			return []*pki.Certificate{}, "", nil
+			q.none = true
+			return q, nil
 		}
 		where = append(where, "account_id = "+arg(f.AccountID)+"::uuid")
 	}
@@ -264,47 +340,104 @@ func (db *DB) Certificates(ctx context.Context, f pki.CertificateFilter) ([]*pki
 	case pki.StatusExpired:
 		where = append(where, "revoked_at IS NULL AND not_after <= "+arg(now))
 	default:
-		return nil, "", pki.Malformed("status %q is not one of active, revoked, expired", f.Status)
+		return q, pki.Malformed("status %q is not one of active, revoked, expired", f.Status)
+	}
+	if !f.ExpiringBefore.IsZero() {
+		// Active at now and gone by ExpiringBefore. Without a status filter
+		// this is the whole of "active"; with one, the two must agree.
+		if f.Status != "" && f.Status != pki.StatusActive {
+			return q, pki.Malformed("expiring_before selects active certificates; it cannot be combined with status %s", f.Status)
+		}
+		if f.Status == "" {
+			where = append(where, "revoked_at IS NULL AND not_after > "+arg(now))
+		}
+		where = append(where, "not_after < "+arg(f.ExpiringBefore))
+	}
+	if f.CommonName != "" {
+		pattern := escapeLike(storable(f.CommonName))
+		if substring {
+			where = append(where, "subject_cn ILIKE "+arg("%"+pattern+"%")+` ESCAPE '\'`)
+		} else {
+			where = append(where, "lower(subject_cn) LIKE lower("+arg(pattern+"%")+`) ESCAPE '\'`)
+		}
+	}
+	if f.SerialPrefix != "" {
+		if s, err := pki.ParseSerial(f.SerialPrefix); err != nil || string(s) != f.SerialPrefix {
+			return q, pki.Malformed("serial_prefix must be lowercase hexadecimal without leading zeros, at most 40 digits")
+		}
+		// Hex digits are not LIKE wildcards: the pattern is the prefix itself.
+		where = append(where, "serial LIKE "+arg(f.SerialPrefix+"%"))
+	}
+	if f.FingerprintSHA256 != nil {
+		if len(f.FingerprintSHA256) != 32 {
+			return q, pki.Malformed("fingerprint_sha256 must be 32 bytes (64 hexadecimal digits)")
+		}
+		where = append(where, "fingerprint_sha256 = "+arg(f.FingerprintSHA256))
+	}
+	if f.SPKISHA256 != nil {
+		if len(f.SPKISHA256) != 32 {
+			return q, pki.Malformed("spki_sha256 must be 32 bytes (64 hexadecimal digits)")
+		}
+		where = append(where, "spki_sha256 = "+arg(f.SPKISHA256))
+	}
+
+	var order string
+	switch q.sort {
+	case pki.SortNewest:
+		order = "created_at DESC, serial DESC"
+	case pki.SortNotAfter:
+		order = "not_after, serial"
+	default:
+		return q, pki.Malformed("sort %q is not one of created_at, not_after", f.Sort)
 	}
 	if f.Cursor != "" {
-		createdAt, serial, err := decodeCursor(f.Cursor)
+		at, serial, err := decodeListCursor(f.Cursor, q.sort)
 		if err != nil {
-			return nil, "", err
+			return q, err
 		}
-		where = append(where, "(created_at, serial) < ("+arg(createdAt)+"::timestamptz, "+arg(string(serial))+"::text)")
+		if q.sort == pki.SortNotAfter {
+			where = append(where, "(not_after, serial) > ("+arg(at)+"::timestamptz, "+arg(string(serial))+"::text)")
+		} else {
+			where = append(where, "(created_at, serial) < ("+arg(at)+"::timestamptz, "+arg(string(serial))+"::text)")
+		}
 	}
-	query := "SELECT " + certListColumns + " FROM certificates WHERE " + strings.Join(where, " AND ") +
-		" ORDER BY created_at DESC, serial DESC LIMIT " + arg(limit+1)
-
-	rows, err := db.pool.Query(ctx, query, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("store: listing certificates: %w", mapErr(err))
-	}
-	certs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*pki.Certificate, error) {
-		return scanCertificate(row)
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("store: listing certificates: %w", mapErr(err))
-	}
-	if len(certs) <= limit {
-		return certs, "", nil
-	}
-	certs = certs[:limit]
-	last := certs[limit-1]
-	return certs, encodeCursor(last.CreatedAt, last.Serial), nil
+	q.sql = "SELECT " + certListColumns + " FROM certificates WHERE " + strings.Join(where, " AND ") +
+		" ORDER BY " + order + " LIMIT " + arg(q.limit+1)
+	return q, nil
 }
 
-// cursorVersion is the first byte of every cursor, so that the format can
-// change without misreading old cursors.
-const cursorVersion = 1
+// Cursor versions: the first byte of every cursor, so that the format can
+// change without misreading old cursors. Version 1 is a position in one
+// order that the cursor does not name: Certificates made them for its
+// newest-first listing before it had other orders (it still reads them so),
+// and ExpiringCertificates makes them for its notAfter order. Version 2 names
+// its order.
+const (
+	cursorVersion     = 1
+	listCursorVersion = 2
+)
 
-// encodeCursor returns the opaque position after a row: base64url of a
-// version byte, created_at in microseconds since the Unix epoch (Postgres's
-// precision) and the serial.
-func encodeCursor(createdAt time.Time, serial pki.Serial) string {
+// The order byte of a version 2 cursor.
+var cursorSorts = map[pki.CertificateSort]byte{pki.SortNewest: 'c', pki.SortNotAfter: 'n'}
+
+// encodeCursor returns the opaque version 1 position after a row:
+// base64url of the version byte, the row's sort time in microseconds since
+// the Unix epoch (Postgres's precision) and its serial.
+func encodeCursor(at time.Time, serial pki.Serial) string {
 	b := make([]byte, 9, 9+len(serial))
 	b[0] = cursorVersion
-	binary.BigEndian.PutUint64(b[1:], uint64(createdAt.UnixMicro()))
+	binary.BigEndian.PutUint64(b[1:], uint64(at.UnixMicro()))
+	b = append(b, serial...)
+	return cursorEncoding.EncodeToString(b)
+}
+
+// encodeListCursor returns the position after a row in order sort: a
+// version 2 cursor, which is a version 1 cursor with the order's byte after
+// the version. at is the row's sort key, CreatedAt or NotAfter.
+func encodeListCursor(sort pki.CertificateSort, at time.Time, serial pki.Serial) string {
+	b := make([]byte, 10, 10+len(serial))
+	b[0], b[1] = listCursorVersion, cursorSorts[sort]
+	binary.BigEndian.PutUint64(b[2:], uint64(at.UnixMicro()))
 	b = append(b, serial...)
 	return cursorEncoding.EncodeToString(b)
 }
@@ -313,29 +446,65 @@ func encodeCursor(createdAt time.Time, serial pki.Serial) string {
 var cursorEncoding = base64.RawURLEncoding.Strict()
 
 // maxCursorMicros is the end of year 9999 in microseconds since the epoch:
-// past it Postgres cannot compare the time, and no row was created there.
+// past it Postgres cannot compare the time, and no row has a time there.
 const maxCursorMicros = 253402300799999999
 
+// errBadCursor is what a client gets for a cursor that this service did not
+// make: it made it up or mangled it.
+var errBadCursor = pki.Malformed("cursor is not one that this service returned")
+
 // decodeCursor reverses encodeCursor. Anything it did not produce is a
-// malformed request: a client made it up or mangled it.
+// malformed request.
 func decodeCursor(s string) (time.Time, pki.Serial, error) {
-	bad := func() (time.Time, pki.Serial, error) {
-		return time.Time{}, "", pki.Malformed("cursor is not one that this service returned")
+	b, ok := cursorBytes(s)
+	if !ok || b[0] != cursorVersion {
+		return time.Time{}, "", errBadCursor
 	}
+	return cursorPosition(b[1:])
+}
+
+// decodeListCursor reverses encodeListCursor for a listing in order sort. A
+// cursor of another order is a malformed request: its position means
+// nothing in this one. A version 1 cursor is read as newest first.
+func decodeListCursor(s string, sort pki.CertificateSort) (time.Time, pki.Serial, error) {
+	b, ok := cursorBytes(s)
+	switch {
+	case !ok:
+		return time.Time{}, "", errBadCursor
+	case b[0] == cursorVersion && sort == pki.SortNewest:
+		return cursorPosition(b[1:])
+	case b[0] != listCursorVersion || len(b) < 11:
+		return time.Time{}, "", errBadCursor
+	case b[1] != cursorSorts[sort]:
+		return time.Time{}, "", pki.Malformed("cursor belongs to a listing in another order (sort)")
+	}
+	return cursorPosition(b[2:])
+}
+
+// cursorBytes decodes a cursor of either version, of plausible length.
+func cursorBytes(s string) ([]byte, bool) {
 	if len(s) > 128 {
-		return bad()
+		return nil, false
 	}
 	b, err := cursorEncoding.DecodeString(s)
-	if err != nil || len(b) < 10 || b[0] != cursorVersion {
-		return bad()
+	if err != nil || len(b) < 10 {
+		return nil, false
 	}
-	serial, err := pki.ParseSerial(string(b[9:]))
-	if err != nil || string(serial) != string(b[9:]) {
-		return bad()
+	return b, true
+}
+
+// cursorPosition reads the time and serial of a cursor, after its header.
+func cursorPosition(b []byte) (time.Time, pki.Serial, error) {
+	if len(b) < 9 {
+		return time.Time{}, "", errBadCursor
 	}
-	micros := binary.BigEndian.Uint64(b[1:9])
+	serial, err := pki.ParseSerial(string(b[8:]))
+	if err != nil || string(serial) != string(b[8:]) {
+		return time.Time{}, "", errBadCursor
+	}
+	micros := binary.BigEndian.Uint64(b[:8])
 	if micros > maxCursorMicros {
-		return bad()
+		return time.Time{}, "", errBadCursor
 	}
 	return time.UnixMicro(int64(micros)).UTC(), serial, nil
 }
