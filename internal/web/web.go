@@ -150,6 +150,8 @@ func (a *Admin) routes() chi.Router {
 		r.Post("/accounts/{id}/tokens", a.mintToken)
 		r.Post("/accounts/{id}/tokens/{tokenID}/revoke", a.revokeToken)
 		r.Post("/accounts/{id}/revoke-all", a.revokeAll)
+		r.Get("/accounts/{id}/policy", a.policyPage)
+		r.Post("/accounts/{id}/policy", a.updatePolicy)
 		r.Get("/certificates", a.certificateList)
 		r.Get("/certificates/{serial}", a.certificatePage)
 		r.Get("/certificates/{serial}/pem", a.certificatePEM)
