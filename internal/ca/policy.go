@@ -101,7 +101,9 @@ func (r *accountRules) check(c *policy.Checked) error {
 
 // validity caps a validity already capped by the CA with the account's
 // maximum.
-func (r *accountRules) validity(d time.Duration) time.Duration { return policy.CapValidity(r.policy, d) }
+func (r *accountRules) validity(d time.Duration) time.Duration {
+	return policy.CapValidity(r.policy, d)
+}
 
 // uriNamespace returns the account's URI SAN namespace when its policy
 // allows URI SANs and the deployment has a trust domain, else "".

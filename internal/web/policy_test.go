@@ -78,7 +78,11 @@ func TestPolicyPage(t *testing.T) {
 	}{
 		{"a malformed rule", form("*.policy.example\nBad<b>.example", "ecdsa-p256"), "Bad&lt;b&gt;.example"},
 		{"no key type", form("*.policy.example"), "key_types"},
-		{"not a number", func() url.Values { f := form("*.policy.example", "ecdsa-p256"); f.Set("max_active_certificates", "ten"); return f }(), "ten"},
+		{"not a number", func() url.Values {
+			f := form("*.policy.example", "ecdsa-p256")
+			f.Set("max_active_certificates", "ten")
+			return f
+		}(), "ten"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := s.on(t)
