@@ -74,6 +74,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		case "token":
 			return cmdAdminToken(ctx, env, args[2:], stdout, stderr)
 		}
+	case "audit":
+		return cmdAuditVerify(ctx, env, args[1:], stdout, stderr)
 	case "crl":
 		if len(args) < 2 || args[1] != "fetch" {
 			return errUsage

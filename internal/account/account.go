@@ -255,12 +255,29 @@ func (s *Service) MintAdminToken(ctx context.Context, p pki.Principal, username 
 	return jwt, nil
 }
 
-// AuditEvents returns audit events, newest first.
-func (s *Service) AuditEvents(ctx context.Context, f pki.AuditFilter) ([]pki.AuditEvent, error) {
-	if f.Limit < 0 {
-		return nil, pki.Malformed("limit must be positive")
+// AuditEvents returns the audit events that f selects (see
+// pki.AuditFilter: newest first unless f.Ascending) and the head of the
+// audit trail's hash chain. The head is read first, so every event it
+// covers that f selects comes back linked; events above it may be linked
+// too, by a linker that ran in between.
+func (s *Service) AuditEvents(ctx context.Context, f pki.AuditFilter) ([]pki.AuditEvent, pki.AuditChainHead, error) {
+	switch {
+	case f.Limit < 0:
+		return nil, pki.AuditChainHead{}, pki.Malformed("limit must be positive")
+	case f.BeforeID < 0 || f.AfterID < 0:
+		return nil, pki.AuditChainHead{}, pki.Malformed("event ids must be positive")
+	case !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until):
+		return nil, pki.AuditChainHead{}, pki.Malformed("since must be before until")
 	}
-	return s.store.AuditEvents(ctx, f)
+	head, err := s.store.AuditChainHead(ctx)
+	if err != nil {
+		return nil, pki.AuditChainHead{}, err
+	}
+	events, err := s.store.SearchAudit(ctx, f)
+	if err != nil {
+		return nil, pki.AuditChainHead{}, err
+	}
+	return events, head, nil
 }
 
 // newUUID returns a random (version 4) UUID.

@@ -36,8 +36,13 @@ type Store interface {
 	// ErrNotFound.
 	AdminByUsername(ctx context.Context, username string) (*pki.Admin, error)
 
-	// AuditEvents returns audit events matching f, newest first.
-	AuditEvents(ctx context.Context, f pki.AuditFilter) ([]pki.AuditEvent, error)
+	// SearchAudit returns the audit events matching every set field of f,
+	// newest first (oldest first when f.Ascending), with their hash-chain
+	// links once linked.
+	SearchAudit(ctx context.Context, f pki.AuditFilter) ([]pki.AuditEvent, error)
+	// AuditChainHead returns the head of the audit trail's hash chain and
+	// how many events are not linked yet.
+	AuditChainHead(ctx context.Context) (pki.AuditChainHead, error)
 	// RecordAudit writes an audit event on its own.
 	RecordAudit(ctx context.Context, ev pki.AuditEvent) error
 }

@@ -1,7 +1,10 @@
 package api
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -154,22 +157,143 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// Pages of GET /admin/api/audit: the default and largest page of the JSON
+// listing, and the page size of each query behind the NDJSON export.
+const (
+	defaultAuditPage = 100
+	maxAuditPage     = 1000
+	maxAuditText     = 200 // bytes of an actor or action filter
+)
+
+// listAudit serves GET /admin/api/audit: the events that the query selects
+// (account_id, actor, action, since and until in RFC 3339, before_id),
+// newest first, a page of limit (default 100, at most 1000) with the cursor
+// of the next page, and the head of the hash chain. With Accept:
+// application/x-ndjson it exports every selected event instead, oldest
+// first, one JSON object per line (limit, when given, caps the count).
 func (a *API) listAudit(w http.ResponseWriter, r *http.Request) {
-	limit, err := queryLimit(r, 1000)
+	f, err := auditFilter(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	events, err := a.accounts.AuditEvents(r.Context(), pki.AuditFilter{AccountID: r.URL.Query().Get("account_id"), Limit: limit})
+	w.Header().Add("Vary", "Accept")
+	if prefersNDJSON(r.Header.Values("Accept")) {
+		a.exportAudit(w, r, f)
+		return
+	}
+	if f.Limit == 0 {
+		f.Limit = defaultAuditPage
+	}
+	events, head, err := a.accounts.AuditEvents(r.Context(), f)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	out := struct {
-		Events []auditJSON `json:"events"`
-	}{Events: make([]auditJSON, 0, len(events))}
+		Events     []auditJSON `json:"events"`
+		Chain      chainJSON   `json:"chain"`
+		NextCursor string      `json:"next_cursor"`
+	}{Events: make([]auditJSON, 0, len(events)), Chain: chainView(head)}
 	for _, e := range events {
 		out.Events = append(out.Events, auditView(e))
 	}
+	if len(events) == f.Limit {
+		out.NextCursor = strconv.FormatInt(events[len(events)-1].ID, 10)
+	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// auditFilter reads listAudit's query.
+func auditFilter(r *http.Request) (pki.AuditFilter, error) {
+	q := r.URL.Query()
+	f := pki.AuditFilter{AccountID: q.Get("account_id"), Actor: q.Get("actor"), Action: q.Get("action")}
+	if len(f.Actor) > maxAuditText || len(f.Action) > maxAuditText {
+		return f, pki.Malformed("actor and action must be at most %d bytes", maxAuditText)
+	}
+	var err error
+	if f.Limit, err = queryLimit(r, maxAuditPage); err != nil {
+		return f, err
+	}
+	if s := q.Get("before_id"); s != "" {
+		if f.BeforeID, err = strconv.ParseInt(s, 10, 64); err != nil || f.BeforeID < 1 {
+			return f, pki.Malformed("before_id must be a positive event id (the next_cursor of a previous page)")
+		}
+	}
+	for _, t := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		if s := q.Get(t.name); s != "" {
+			if *t.dst, err = time.Parse(time.RFC3339, s); err != nil {
+				return f, pki.Malformed("%s must be an RFC 3339 time such as 2025-01-31T23:59:59Z", t.name)
+			}
+		}
+	}
+	return f, nil
+}
+
+// prefersNDJSON reports whether the Accept headers rank application/x-ndjson
+// above application/json, by the rules of prefersCSV.
+func prefersNDJSON(accept []string) bool {
+	ndQ, ndExact := acceptWeight(accept, "application", "x-ndjson")
+	jsonQ, jsonExact := acceptWeight(accept, "application", "json")
+	switch {
+	case ndQ <= 0:
+		return false
+	case ndQ != jsonQ:
+		return ndQ > jsonQ
+	default:
+		return ndExact && !jsonExact
+	}
+}
+
+// exportAudit streams the events f selects as JSON lines, oldest first,
+// reading them a page at a time (so memory stays flat however long the
+// trail) and extending the write deadline as each page goes out. The chain
+// head at the start is in the X-Audit-Chain-Head header as ID:HASH, the
+// form `pkid audit verify --anchor` takes. An error after the first line
+// cannot become a problem response: the connection is cut, so that the
+// client sees a truncated stream rather than a short one that looks whole.
+func (a *API) exportAudit(w http.ResponseWriter, r *http.Request, f pki.AuditFilter) {
+	total := f.Limit // 0: no cap
+	f.Ascending = true
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	written := 0
+	for {
+		f.Limit = maxAuditPage
+		if total > 0 {
+			f.Limit = min(maxAuditPage, total-written)
+		}
+		events, head, err := a.accounts.AuditEvents(r.Context(), f)
+		if err != nil && written == 0 && f.AfterID == 0 {
+			a.fail(w, r, err)
+			return
+		}
+		if err != nil {
+			a.log.ErrorContext(r.Context(), "audit export failed after it began; cutting the connection",
+				"error", err, "request_id", middleware.GetReqID(r.Context()), "events_written", written)
+			panic(http.ErrAbortHandler)
+		}
+		if f.AfterID == 0 {
+			h := w.Header()
+			h.Set("Content-Type", "application/x-ndjson")
+			h.Set("Cache-Control", "no-store")
+			h.Set("X-Audit-Chain-Head", fmt.Sprintf("%d:%x", head.ID, head.Hash))
+			w.WriteHeader(http.StatusOK)
+		}
+		for _, e := range events {
+			if err := enc.Encode(auditView(e)); err != nil {
+				return // the client went away
+			}
+		}
+		written += len(events)
+		if len(events) < f.Limit || (total > 0 && written >= total) {
+			return
+		}
+		f.AfterID = events[len(events)-1].ID
+		_ = rc.Flush()
+		_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	}
 }

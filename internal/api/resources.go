@@ -88,20 +88,37 @@ func tokenView(t *pki.Token, jwt string) tokenJSON {
 		CreatedAt: t.CreatedAt.UTC(), ExpiresAt: t.ExpiresAt.UTC(), RevokedAt: t.RevokedAt}
 }
 
-// auditJSON is one audit event.
+// auditJSON is one audit event, with its link in the hash chain (lowercase
+// hex SHA-256) once the linker has reached it.
 type auditJSON struct {
-	ID         int64          `json:"id"`
-	OccurredAt time.Time      `json:"occurred_at"`
-	Actor      string         `json:"actor"`
-	Action     string         `json:"action"`
-	Outcome    string         `json:"outcome"`
-	AccountID  string         `json:"account_id,omitempty"`
-	Serial     string         `json:"serial,omitempty"`
-	RequestID  string         `json:"request_id,omitempty"`
-	Detail     map[string]any `json:"detail,omitempty"`
+	ID          int64          `json:"id"`
+	OccurredAt  time.Time      `json:"occurred_at"`
+	Actor       string         `json:"actor"`
+	Action      string         `json:"action"`
+	Outcome     string         `json:"outcome"`
+	AccountID   string         `json:"account_id,omitempty"`
+	Serial      string         `json:"serial,omitempty"`
+	RequestID   string         `json:"request_id,omitempty"`
+	Detail      map[string]any `json:"detail,omitempty"`
+	ContentHash string         `json:"content_hash,omitempty"`
+	ChainHash   string         `json:"chain_hash,omitempty"`
 }
 
 func auditView(e pki.AuditEvent) auditJSON {
 	return auditJSON{ID: e.ID, OccurredAt: e.OccurredAt.UTC(), Actor: e.Actor, Action: e.Action, Outcome: e.Outcome,
-		AccountID: e.AccountID, Serial: e.Serial.String(), RequestID: e.RequestID, Detail: e.Detail}
+		AccountID: e.AccountID, Serial: e.Serial.String(), RequestID: e.RequestID, Detail: e.Detail,
+		ContentHash: hex.EncodeToString(e.ContentHash), ChainHash: hex.EncodeToString(e.ChainHash)}
+}
+
+// chainJSON is the head of the audit trail's hash chain: the last event id
+// it covers and the chain hash there (0 and "" before the first link), and
+// how many committed events above it are not linked yet.
+type chainJSON struct {
+	HeadID         int64  `json:"head_id"`
+	HeadHash       string `json:"head_hash"`
+	UnlinkedEvents int64  `json:"unlinked_events"`
+}
+
+func chainView(h pki.AuditChainHead) chainJSON {
+	return chainJSON{HeadID: h.ID, HeadHash: hex.EncodeToString(h.Hash), UnlinkedEvents: h.Unlinked}
 }

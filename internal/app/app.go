@@ -15,6 +15,7 @@ import (
 
 	"github.com/pkid/pkid/internal/account"
 	"github.com/pkid/pkid/internal/api"
+	"github.com/pkid/pkid/internal/audit"
 	"github.com/pkid/pkid/internal/auth"
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
@@ -45,6 +46,8 @@ type App struct {
 	CRLs      *crl.Cache  // this node's copy of the current CRLs
 	CRLJob    *crl.Job    // signs the intermediate's CRL
 	resigner  *ocsp.Resigner
+	// AuditLinker links the audit trail's hash chain (one node at a time).
+	AuditLinker *audit.Linker
 }
 
 // publisher passes the CA's committed status changes to this node's OCSP
@@ -120,6 +123,8 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 		}
 	})
 	metrics.RegisterCAExpiry(func() map[string]time.Time { return caNotAfter(hierarchy) })
+	auditLinker := audit.NewLinker(db, audit.LinkerOptions{Log: log})
+	metrics.RegisterAuditChain(auditLinker.Status)
 	var observer ca.Observer = metrics
 	if opts.CAObserver != nil {
 		observer = observers{metrics, opts.CAObserver}
@@ -166,7 +171,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 	a := &App{
 		Config: cfg, DB: db, Hierarchy: hierarchy, Certs: certs, Accounts: accounts,
 		Tokens: tokens, Linter: linter, Metrics: metrics, Log: log,
-		OCSP: ocspCache, CRLs: crlCache, CRLJob: crlJob, resigner: resigner,
+		OCSP: ocspCache, CRLs: crlCache, CRLJob: crlJob, resigner: resigner, AuditLinker: auditLinker,
 	}
 	jsonAPI := api.New(certs, accounts, authn, log)
 	admin := web.New(certs, accounts, db, web.Options{Now: now, Log: log})
@@ -203,11 +208,11 @@ func (a *App) Ready(ctx context.Context) error {
 
 // RunJobs runs the node's background jobs until ctx ends: keeping the OCSP
 // cache in step with the database (load, LISTEN, catch-up), re-signing OCSP
-// responses ahead of expiry, the CRL job and the CRL cache, and the hourly
-// check that renews the delegated OCSP signer.
+// responses ahead of expiry, the CRL job and the CRL cache, the hourly
+// check that renews the delegated OCSP signer, and the audit chain's linker.
 func (a *App) RunJobs(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.OCSP.Run, a.resigner.Run, a.CRLs.Run, a.CRLJob.Run, a.renewOCSPSigner} {
+	for _, run := range []func(context.Context){a.OCSP.Run, a.resigner.Run, a.CRLs.Run, a.CRLJob.Run, a.renewOCSPSigner, a.AuditLinker.Run} {
 		wg.Go(func() { run(ctx) })
 	}
 	wg.Wait()

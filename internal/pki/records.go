@@ -169,6 +169,11 @@ type AuditEvent struct {
 	Serial     Serial // may be empty
 	RequestID  string
 	Detail     map[string]any
+	// ContentHash and ChainHash are the event's link in the audit trail's
+	// hash chain (SHA-256; docs/AUDIT.md), nil until the chain's linker has
+	// reached it. Read-only: writers leave them nil.
+	ContentHash []byte
+	ChainHash   []byte
 }
 
 // Audit outcomes.
@@ -257,7 +262,8 @@ const (
 // Valid reports whether s is an order pkid lists in ("" is SortNewest).
 func (s CertificateSort) Valid() bool { return s == "" || s == SortNewest || s == SortNotAfter }
 
-// AuditFilter selects audit events, newest first.
+// AuditFilter selects audit events, newest first (oldest first when
+// Ascending is set).
 type AuditFilter struct {
 	AccountID string
 	Limit     int
@@ -267,6 +273,23 @@ type AuditFilter struct {
 	Actor    string
 	Action   string
 	BeforeID int64
+	// Since and Until, when set, select events that occurred at or after
+	// Since and before Until. AfterID, when positive, selects events newer
+	// than that id: the next page of an Ascending listing.
+	Since     time.Time
+	Until     time.Time
+	AfterID   int64
+	Ascending bool
+}
+
+// AuditChainHead is the newest link of the audit trail's hash chain
+// (docs/AUDIT.md): the last event id it covers and the chain hash there,
+// both zero before the first link. Unlinked counts the committed events
+// above it that the linker has not reached yet.
+type AuditChainHead struct {
+	ID       int64
+	Hash     []byte
+	Unlinked int64
 }
 
 // Sentinels for public keys that may not be certified.

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"encoding/hex"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -10,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pkid/pkid/internal/pki"
 )
 
 // Metrics is pkid's Prometheus registry and the instruments the server and
@@ -123,6 +127,72 @@ func (c *caExpiry) Collect(ch chan<- prometheus.Metric) {
 	for kind, end := range c.notAfter() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, end.Sub(now).Seconds(), kind)
 	}
+}
+
+// auditAnchorEvery is how often pkid_audit_chain_anchor_info moves to the
+// current head.
+const auditAnchorEvery = 10 * time.Minute
+
+// RegisterAuditChain exports the audit chain's head, read at scrape time
+// from head (ok false: not known yet, nothing is exported):
+//
+//	pkid_audit_chain_head_id                           the last event id the chain covers
+//	pkid_audit_chain_unlinked_events                   committed events not linked yet (the lag)
+//	pkid_audit_chain_anchor_info{id="…",hash="…"}      1: a recent head and its chain hash
+//
+// The anchor puts chain hashes into the monitoring system's history, outside
+// the database, where whoever can rewrite the database cannot reach them:
+// any of them is an anchor for `pkid audit verify --anchor ID:HASH`, which
+// is what shows a rewrite of the whole chain. It moves to the current head
+// at most every ten minutes, so that its labels make a few series a day
+// rather than one per scrape.
+func (m *Metrics) RegisterAuditChain(head func() (h pki.AuditChainHead, ok bool)) {
+	m.Registry.MustRegister(&auditChain{
+		headID: prometheus.NewDesc("pkid_audit_chain_head_id",
+			"The last audit event id covered by the audit trail's hash chain.", nil, nil),
+		unlinked: prometheus.NewDesc("pkid_audit_chain_unlinked_events",
+			"Committed audit events that the hash chain does not cover yet.", nil, nil),
+		anchor: prometheus.NewDesc("pkid_audit_chain_anchor_info",
+			"Always 1: a recent head of the audit hash chain (id) and the chain hash there (hash), refreshed every 10 minutes; pass ID:HASH to pkid audit verify --anchor.",
+			[]string{"id", "hash"}, nil),
+		head: head,
+	})
+}
+
+// auditChain is the collector behind RegisterAuditChain.
+type auditChain struct {
+	headID, unlinked, anchor *prometheus.Desc
+	head                     func() (pki.AuditChainHead, bool)
+
+	mu         sync.Mutex
+	anchorID   string
+	anchorHash string
+	anchoredAt time.Time
+}
+
+func (c *auditChain) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.headID
+	ch <- c.unlinked
+	ch <- c.anchor
+}
+
+func (c *auditChain) Collect(ch chan<- prometheus.Metric) {
+	h, ok := c.head()
+	if !ok {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.headID, prometheus.GaugeValue, float64(h.ID))
+	ch <- prometheus.MustNewConstMetric(c.unlinked, prometheus.GaugeValue, float64(h.Unlinked))
+	if h.ID == 0 {
+		return // no link yet: nothing to anchor
+	}
+	c.mu.Lock()
+	if c.anchorID == "" || time.Since(c.anchoredAt) >= auditAnchorEvery {
+		c.anchorID, c.anchorHash, c.anchoredAt = strconv.FormatInt(h.ID, 10), hex.EncodeToString(h.Hash), time.Now()
+	}
+	id, hash := c.anchorID, c.anchorHash
+	c.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(c.anchor, prometheus.GaugeValue, 1, id, hash)
 }
 
 // Handler serves the registry in the Prometheus text format.

@@ -189,12 +189,14 @@ func (db *DB) ExpiringCertificates(ctx context.Context, f pki.CertificateFilter,
 }
 
 // SearchAudit returns the audit events matching every field of f that is
-// set — account, actor, action, older than BeforeID — newest first: at most
-// f.Limit (default 100, at most 1000). An account id that is not a UUID has
-// no events.
+// set — account, actor, action, occurred at or after Since and before
+// Until, id below BeforeID and above AfterID — newest first (oldest first
+// when f.Ascending): at most f.Limit (default 100, at most 1000), each with
+// its hash-chain link once the linker has reached it. An account id that is
+// not a UUID has no events.
 func (db *DB) SearchAudit(ctx context.Context, f pki.AuditFilter) ([]pki.AuditEvent, error) {
-	if f.Limit < 0 || f.BeforeID < 0 {
-		return nil, pki.Malformed("limit and before must not be negative")
+	if f.Limit < 0 || f.BeforeID < 0 || f.AfterID < 0 {
+		return nil, pki.Malformed("limit, before and after must not be negative")
 	}
 	limit := f.Limit
 	if limit == 0 {
@@ -211,34 +213,40 @@ func (db *DB) SearchAudit(ctx context.Context, f pki.AuditFilter) ([]pki.AuditEv
 		if !validUUID(f.AccountID) {
 			return []pki.AuditEvent{}, nil
 		}
-		where = append(where, "account_id = "+arg(f.AccountID)+"::uuid")
+		where = append(where, "e.account_id = "+arg(f.AccountID)+"::uuid")
 	}
 	if f.Actor != "" {
-		where = append(where, "actor = "+arg(storable(f.Actor)))
+		where = append(where, "e.actor = "+arg(storable(f.Actor)))
 	}
 	if f.Action != "" {
-		where = append(where, "action = "+arg(storable(f.Action)))
+		where = append(where, "e.action = "+arg(storable(f.Action)))
 	}
 	if f.BeforeID > 0 {
-		where = append(where, "id < "+arg(f.BeforeID))
+		where = append(where, "e.id < "+arg(f.BeforeID))
 	}
-	query := auditSelect
+	if f.AfterID > 0 {
+		where = append(where, "e.id > "+arg(f.AfterID))
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "e.occurred_at >= "+arg(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "e.occurred_at < "+arg(f.Until))
+	}
+	query := auditListSelect
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY id DESC LIMIT " + arg(limit)
+	order := " ORDER BY e.id DESC LIMIT "
+	if f.Ascending {
+		order = " ORDER BY e.id LIMIT "
+	}
+	query += order + arg(limit)
 	rows, err := db.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: searching audit events: %w", mapErr(err))
 	}
-	events, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (pki.AuditEvent, error) {
-		var ev pki.AuditEvent
-		var serial string
-		err := row.Scan(&ev.ID, &ev.OccurredAt, &ev.Actor, &ev.Action, &ev.Outcome, &ev.AccountID,
-			&serial, &ev.RequestID, &ev.Detail)
-		ev.Serial = pki.Serial(serial)
-		return ev, err
-	})
+	events, err := pgx.CollectRows(rows, scanAuditListRow)
 	if err != nil {
 		return nil, fmt.Errorf("store: searching audit events: %w", mapErr(err))
 	}
