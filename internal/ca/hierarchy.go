@@ -133,6 +133,9 @@ func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []
 		} else if err != nil && !errors.Is(err, pki.ErrNotFound) {
 			return false, "", err
 		}
+		if err := renewExpiredOCSPSigner(ctx, st, existing, cfg, passphrase, l, now); err != nil {
+			return false, "", err
+		}
 		return false, Fingerprint(rootRec.Certificate), nil
 	}
 
@@ -296,6 +299,41 @@ func LoadHierarchy(ctx context.Context, st HierarchyStore, passphrase []byte, no
 	h := &Hierarchy{root: root, intermediate: inter}
 	h.ocsp.Store(ocsp)
 	return h, nil
+}
+
+// renewExpiredOCSPSigner replaces the delegated OCSP signer when it has
+// expired. `pkid serve` renews the signer long before that, but refuses to
+// start with an expired one (it would sign responses nobody can verify); if
+// every node was down through the signer's last third of life, `pkid init`
+// is how the operator recovers, since it may open the intermediate's key.
+func renewExpiredOCSPSigner(ctx context.Context, st HierarchyStore, recs []*pki.IssuerRecord, cfg issuance.HierarchyConfig, passphrase []byte, l *lint.Linter, now time.Time) error {
+	ocspRec, err := findIssuer(recs, pki.IssuerOCSP)
+	if err != nil || now.Before(ocspRec.NotAfter) {
+		return err
+	}
+	interRec, err := findIssuer(recs, pki.IssuerIntermediate)
+	if err != nil {
+		return err
+	}
+	inter, err := openIssuer(interRec, passphrase, now)
+	if err != nil {
+		return err
+	}
+	key, err := issuance.GenerateKey(elliptic.P256())
+	if err != nil {
+		return err
+	}
+	next, err := issuance.NewOCSPSigner(inter, cfg, key, now, l)
+	if err != nil {
+		return fmt.Errorf("ca: renewing the expired OCSP signer: %w", err)
+	}
+	rec, err := sealIssuer(pki.IssuerOCSP, next, inter, passphrase)
+	if err != nil {
+		return err
+	}
+	ev := pki.AuditEvent{Actor: "system", Action: ActionOCSPSignerRenew, Outcome: pki.OutcomeSuccess,
+		Detail: map[string]any{"previous": ocspRec.ID, "next": next.ID, "previous_expired": ocspRec.NotAfter, "by": "init"}}
+	return st.ReplaceIssuer(ctx, ocspRec.ID, rec, ev)
 }
 
 // ErrExpired: a CA certificate pkid needs has expired.
