@@ -94,18 +94,25 @@ type certificateList struct {
 // ignored a misspelt filter would answer with everything.
 func (a *API) listCertificates(w http.ResponseWriter, r *http.Request) {
 	p, _ := principal(r)
-	f, err := certificateFilter(r)
+	export := false
+	if p.Kind == pki.PrincipalAdmin {
+		w.Header().Add("Vary", "Accept")
+		export = prefersCSV(r.Header.Values("Accept"))
+	}
+	maxLimit := maxCertificatePage
+	if export {
+		maxLimit = MaxCSVRows // limit bounds the whole export
+	}
+	f, err := certificateFilter(r, maxLimit)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if p.Kind == pki.PrincipalAdmin {
-		w.Header().Add("Vary", "Accept")
-		if prefersCSV(r.Header.Values("Accept")) {
-			a.exportCertificates(w, r, p, f)
-			return
-		}
-	} else {
+	if export {
+		a.exportCertificates(w, r, p, f)
+		return
+	}
+	if p.Kind != pki.PrincipalAdmin {
 		f.AccountID = "" // the use case puts the account's own id there
 	}
 	certs, next, err := a.certs.Certificates(r.Context(), p, f)
@@ -128,11 +135,15 @@ var certificateListParams = map[string]bool{
 	"sort": true, "cursor": true, "limit": true,
 }
 
-// certificateFilter parses a listing's query into a filter. It normalises
-// what users paste: serials and hashes in upper case or with colons (as
-// openssl and browsers show them), a serial prefix with leading zeros.
-// Whether the values make sense together is for ca.Service.Certificates.
-func certificateFilter(r *http.Request) (pki.CertificateFilter, error) {
+// maxCertificatePage is the largest page of a JSON listing.
+const maxCertificatePage = 500
+
+// certificateFilter parses a listing's query into a filter, with limit at
+// most maxLimit. It normalises what users paste: serials and hashes in upper
+// case or with colons (as openssl and browsers show them), a serial prefix
+// with leading zeros. Whether the values make sense together is for
+// ca.Service.Certificates.
+func certificateFilter(r *http.Request, maxLimit int) (pki.CertificateFilter, error) {
 	q := r.URL.Query()
 	for name, vals := range q {
 		if !certificateListParams[name] {
@@ -142,7 +153,7 @@ func certificateFilter(r *http.Request) (pki.CertificateFilter, error) {
 			return pki.CertificateFilter{}, pki.Malformed("query parameter %s is given more than once", name)
 		}
 	}
-	limit, err := queryLimit(r, 500)
+	limit, err := queryLimit(r, maxLimit)
 	if err != nil {
 		return pki.CertificateFilter{}, err
 	}
