@@ -174,6 +174,10 @@ func (s *Service) refusal(ctx context.Context, ev pki.AuditEvent, action string,
 	return err
 }
 
+// KeyTypes returns every key type the CA accepts: what an account policy
+// may choose from.
+func (s *Service) KeyTypes() []pki.KeyType { return policy.CAKeyTypes() }
+
 // MaxValidityDays is the CA's maximum validity in whole days: the most an
 // account policy's max_validity_days may say.
 func (s *Service) MaxValidityDays() int {

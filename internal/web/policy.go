@@ -9,7 +9,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pkid/pkid/internal/pki"
-	"github.com/pkid/pkid/internal/policy"
 )
 
 // policyPageData is the account's issuance policy page: the policy, the
@@ -47,20 +46,21 @@ type misfitRow struct {
 	Reasons []string
 }
 
-func formOf(p *pki.AccountPolicy) policyForm {
+func formOf(p *pki.AccountPolicy, all []pki.KeyType) policyForm {
 	return policyForm{
 		Names:      strings.Join(p.AllowedNames, "\n"),
 		AllowURIs:  p.AllowURISANs,
-		KeyTypes:   keyChoices(p.KeyTypes),
+		KeyTypes:   keyChoices(all, p.KeyTypes),
 		MaxDays:    strconv.Itoa(p.MaxValidityDays),
 		MaxActive:  strconv.Itoa(p.MaxActiveCertificates),
 		MaxPerHour: strconv.Itoa(p.MaxIssuancesPerHour),
 	}
 }
 
-func keyChoices(selected []pki.KeyType) []keyTypeChoice {
+// keyChoices offers every key type of all, the CA's, marking the selected.
+func keyChoices(all, selected []pki.KeyType) []keyTypeChoice {
 	var out []keyTypeChoice
-	for _, t := range policy.CAKeyTypes() {
+	for _, t := range all {
 		c := keyTypeChoice{Type: t}
 		for _, s := range selected {
 			c.Selected = c.Selected || s == t
@@ -84,7 +84,7 @@ func (a *Admin) policyPageData(r *http.Request, id string) (*policyPageData, err
 	if err != nil {
 		return nil, err
 	}
-	d := &policyPageData{Account: acct, Policy: pol, Form: formOf(pol), Namespace: a.certs.URINamespace(id),
+	d := &policyPageData{Account: acct, Policy: pol, Form: formOf(pol, a.certs.KeyTypes()), Namespace: a.certs.URINamespace(id),
 		CAMaxDays: a.certs.MaxValidityDays(), Examined: examined, Complete: complete}
 	now := a.certs.Now()
 	for _, m := range misfits {
@@ -123,7 +123,7 @@ func (a *Admin) updatePolicy(w http.ResponseWriter, r *http.Request) {
 	for _, t := range f["key_types"] {
 		keyTypes = append(keyTypes, pki.KeyType(t))
 	}
-	form.KeyTypes = keyChoices(keyTypes)
+	form.KeyTypes = keyChoices(a.certs.KeyTypes(), keyTypes)
 	pol, err := policyFromForm(form, keyTypes)
 	if err == nil {
 		_, err = a.certs.SetPolicy(r.Context(), principal(r), id, pol, requestID(r))
