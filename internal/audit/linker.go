@@ -213,13 +213,20 @@ func plan(head Link, recs []Record, settled int64) (links []Link, hole int64, er
 	return links, 0, nil
 }
 
-// Run links until ctx ends: a pass every Interval, or at once after a pass
-// that filled its batch, refreshing Status after each. Failures are logged
-// (the first, then once a minute while they last) and retried.
+// Run links until ctx ends, refreshing Status at most once per Interval.
+// It paces itself by what each pass found: at once after a full batch;
+// after a tenth of Interval when it linked events and stopped at a missing
+// id (whose transaction is usually about to end: under load there is nearly
+// always one in flight at the tail); backing off from there up to Interval
+// while that transaction stays open; Interval when there is nothing to do.
+// Failures are logged (the first, then once a minute while they last) and
+// retried.
 func (l *Linker) Run(ctx context.Context) {
+	short := max(l.interval/10, time.Millisecond)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var failingSince, lastLogged time.Time
+	var failingSince, lastLogged, refreshed time.Time
+	var backoff time.Duration
 	for {
 		select {
 		case <-ctx.Done():
@@ -227,8 +234,10 @@ func (l *Linker) Run(ctx context.Context) {
 		case <-timer.C:
 		}
 		res, err := l.Link(ctx)
-		if err == nil {
-			err = l.refresh(ctx)
+		if err == nil && time.Since(refreshed) >= l.interval {
+			if err = l.refresh(ctx); err == nil {
+				refreshed = time.Now()
+			}
 		}
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -247,8 +256,18 @@ func (l *Linker) Run(ctx context.Context) {
 			failingSince, lastLogged = time.Time{}, time.Time{}
 		}
 		next := l.interval
-		if err == nil && res.More {
-			next = 0
+		switch {
+		case err != nil || res.Busy:
+			backoff = 0
+		case res.More:
+			next, backoff = 0, 0
+		case res.Waiting && res.Linked+res.Gaps > 0:
+			next, backoff = short, short
+		case res.Waiting:
+			backoff = min(max(2*backoff, short), l.interval)
+			next = backoff
+		default:
+			backoff = 0
 		}
 		timer.Reset(next)
 	}
@@ -266,8 +285,8 @@ func (l *Linker) refresh(ctx context.Context) error {
 	return nil
 }
 
-// Status returns the chain head and lag as of the last pass of Run; ok is
-// false until Run has read them once.
+// Status returns the chain head and lag as Run last read them (at most an
+// Interval ago while it runs); ok is false until Run has read them once.
 func (l *Linker) Status() (head pki.AuditChainHead, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

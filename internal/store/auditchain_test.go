@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -524,5 +526,69 @@ func TestSearchAuditChain(t *testing.T) {
 	var re *pki.RequestError
 	if _, err := db.SearchAudit(ctx, pki.AuditFilter{AfterID: -1}); !errors.As(err, &re) {
 		t.Errorf("negative after: %v", err)
+	}
+}
+
+// The role set-up of docs/AUDIT.md works: a service role with SELECT and
+// INSERT on the trail records, links and verifies, and can neither change
+// the trail nor switch its triggers off.
+func TestAuditDedicatedRole(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ownerURL := testdb.New(t)
+	owner, err := store.Open(ctx, ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(owner.Close)
+	role := "pkid_service_" + newUUID()[:8]
+	if _, err := owner.Pool().Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Before the database goes: the role's privileges live in it.
+		_, _ = owner.Pool().Exec(context.Background(), "DROP OWNED BY "+role+"; DROP ROLE "+role)
+	})
+	grants := `GRANT USAGE ON SCHEMA public TO ROLE;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ROLE;
+		GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ROLE;
+		REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_chain FROM ROLE;`
+	if _, err := owner.Pool().Exec(ctx, strings.ReplaceAll(grants, "ROLE", role)); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	svc, err := store.Open(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+
+	if err := svc.RecordAudit(ctx, event("test.first")); err != nil {
+		t.Fatalf("RecordAudit as %s: %v", role, err)
+	}
+	rolledBackID(t, svc)
+	if err := svc.RecordAudit(ctx, event("test.after.gap")); err != nil {
+		t.Fatal(err)
+	}
+	linkAll(t, audit.NewLinker(svc, audit.LinkerOptions{}), svc)
+	if rep, err := verifyChain(svc, audit.VerifyOptions{}); err != nil || rep.Events != 2 || rep.GapIDs != 1 {
+		t.Fatalf("Verify as %s: %+v, %v", role, rep, err)
+	}
+	for _, sql := range []string{
+		"UPDATE audit_events SET actor = 'admin:mallory'",
+		"DELETE FROM audit_events",
+		"TRUNCATE audit_events",
+		"DELETE FROM audit_chain",
+		"ALTER TABLE audit_events DISABLE TRIGGER USER",
+	} {
+		_, err := svc.Pool().Exec(ctx, sql)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("%s as %s: %v, want permission denied", sql, role, err)
+		}
 	}
 }
