@@ -47,10 +47,8 @@ CREATE TRIGGER accounts_default_policy
     FOR EACH ROW EXECUTE FUNCTION account_policies_default();
 
 -- The active-certificate quota counts an account's unrevoked, unexpired
--- certificates that no renewal has replaced, walking this index from the
--- account's first unexpired notAfter and stopping just past the cap; the
--- serial in the index is what the "not renewed" probe
--- (certificates_renewed_from_idx) needs. The inventory search's migration
+-- certificates, walking this index from the account's first unexpired
+-- notAfter and stopping just past the cap. The inventory search's migration
 -- (000009) declares the very same index, for its expiry order: both say IF
 -- NOT EXISTS with the same name and definition, so whichever runs first
 -- creates it and the hot table carries one index, not two. The hourly quota

@@ -193,14 +193,19 @@ func TestAccountPolicyQuotas(t *testing.T) {
 		if rows2, sigs2 := n.counts(); rows2 != rows || sigs2 != sigs {
 			t.Errorf("the refusal left a row or a signature")
 		}
-		// Renewing replaces a certificate: allowed at the cap, and the
-		// replaced certificate no longer counts.
+		// Renewing replaces a certificate: allowed at the cap. The old one
+		// counts until it is revoked (or expires), like any active one.
 		renewed := n.do("POST", "/api/v1/certificates/"+first+"/renew", tok, nil)
 		expect(t, "renew at the cap", renewed, http.StatusCreated, "")
+		revoke := func(serial string) {
+			t.Helper()
+			expect(t, "revoke", n.do("POST", "/api/v1/certificates/"+serial+"/revoke", tok,
+				map[string]any{"reason": "superseded"}), http.StatusOK, "")
+		}
+		revoke(first)
 		expect(t, "still at the cap", n.issue(tok, policyCSR(t, "three.example", nil)), http.StatusForbidden, "quotaExceeded")
-		// Revoking one makes room.
-		expect(t, "revoke", n.do("POST", "/api/v1/certificates/"+renewed.json(t)["serial"].(string)+"/revoke", tok,
-			map[string]any{"reason": "cessationOfOperation"}), http.StatusOK, "")
+		// Revoking one more makes room.
+		revoke(renewed.json(t)["serial"].(string))
 		expect(t, "after a revocation", n.issue(tok, policyCSR(t, "three.example", nil)), http.StatusCreated, "")
 	})
 

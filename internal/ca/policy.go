@@ -41,10 +41,12 @@ type accountRules struct {
 
 // accountRules reads acct's policy and quota use (the one database read a
 // policy adds to issuance) and refuses the request when a quota is used up.
-// replaces is the certificate a renewal replaces, nil for an issuance: it is
-// active now and stops counting once renewed, so an account at its cap can
-// still renew. Quotas are checked before the CSR is looked at, so that a
-// client over its quota costs no signature verification.
+// replaces is the certificate a renewal replaces, nil for an issuance: a
+// renewal counts towards the hourly limit but is not refused by the cap on
+// active certificates, since it replaces one (so an account at its cap can
+// always renew; the old certificate stops counting when it is revoked,
+// revoke_previous, or expires). Quotas are checked before the CSR is looked
+// at, so that a client over its quota costs no signature verification.
 func (s *Service) accountRules(ctx context.Context, acct *pki.Account, replaces *pki.Certificate) (*accountRules, error) {
 	pol, usage, err := s.store.IssuancePolicy(ctx, acct.ID, s.opts.Now())
 	if errors.Is(err, pki.ErrNotFound) {
@@ -63,16 +65,13 @@ func (s *Service) accountRules(ctx context.Context, acct *pki.Account, replaces 
 }
 
 // checkQuotas refuses a request that would take the account past a quota:
-// the active-certificate cap is a PolicyError of kind quotaExceeded (403),
-// the hourly limit a RateLimitError (429) whose RetryAfter is when the
-// oldest certificate of the full window leaves it. Both name the quota.
+// the active-certificate cap (new certificates only) is a PolicyError of
+// kind quotaExceeded (403), the hourly limit a RateLimitError (429) whose
+// RetryAfter is when the oldest certificate of the full window leaves it.
+// Both name the quota.
 func checkQuotas(pol *pki.AccountPolicy, u *pki.QuotaUsage, renewal bool) error {
-	if limit := pol.MaxActiveCertificates; limit > 0 {
-		active := u.Active
-		if renewal {
-			active--
-		}
-		if active >= limit {
+	if limit := pol.MaxActiveCertificates; limit > 0 && !renewal {
+		if u.Active >= limit {
 			return &pki.PolicyError{Kind: pki.KindQuotaExceeded, Title: "Quota exceeded",
 				Detail: fmt.Sprintf("this account holds as many active certificates as its policy allows (max_active_certificates = %d); "+
 					"revoke certificates it no longer uses, or ask the platform's administrators to raise the quota", limit)}

@@ -35,8 +35,10 @@ type AccountPolicy struct {
 	// MaxValidityDays caps a certificate's lifetime; 0 means the CA's
 	// maximum, which also caps any value set here.
 	MaxValidityDays int
-	// MaxActiveCertificates caps the certificates that are neither expired,
-	// revoked nor replaced by a renewal; 0 means no cap.
+	// MaxActiveCertificates caps the certificates that are neither expired
+	// nor revoked (those listed as active) when a new one is requested; a
+	// renewal, which replaces a certificate, is not refused by it. 0 means
+	// no cap.
 	MaxActiveCertificates int
 	// MaxIssuancesPerHour caps the certificates (renewals included) created
 	// in any sliding hour; 0 means no limit.
@@ -51,7 +53,7 @@ type AccountPolicy struct {
 // no more than the cap allows.
 type QuotaUsage struct {
 	// Active counts the account's certificates, pending or issued, that are
-	// neither revoked, expired nor renewed, up to MaxActiveCertificates+1.
+	// neither revoked nor expired, up to MaxActiveCertificates+1.
 	Active int
 	// HourFullSince is zero unless the hour before Now holds at least
 	// MaxIssuancesPerHour of the account's certificates; then it is when

@@ -52,13 +52,16 @@ func (db *DB) AccountPolicy(ctx context.Context, accountID string) (*pki.Account
 // just past its cap, so a count costs at most cap+1 index entries however
 // many certificates the account holds:
 //
-//   - active: unrevoked certificates with notAfter after $2 and no renewal,
-//     from certificates_account_not_after_idx (account_id, not_after,
-//     serial) and one probe per row of the unique
-//     certificates_renewed_from_idx. The ORDER BY is the index's order: it
-//     costs nothing, and it keeps the planner on the index even though the
-//     LIMIT, taken from the row, is unknown when the statement is planned
-//     (without it a large account's count became a sequential scan);
+//   - active: unrevoked certificates with notAfter after $2, a range of
+//     certificates_account_not_after_idx (account_id, not_after, serial)
+//     with revoked_at read from each row. The ORDER BY is the index's order:
+//     it costs nothing, and it keeps the planner on the index even though
+//     the LIMIT, taken from the row, is unknown when the statement is
+//     planned (without it a large account's count became a sequential
+//     scan). Certificates replaced by a renewal are not told apart: an
+//     anti-join on renewed_from made the count five to ten times dearer
+//     (about 5 ms instead of 0.7 ms at 1,000 certificates on a loaded
+//     machine), so the quota counts what the listings call active;
 //   - the hour: the newest max_issuances_per_hour certificates created in
 //     the last hour of the database's clock, from certificates_account_idx
 //     (account_id, created_at DESC); OFFSET cap-1 yields the oldest of them
@@ -71,7 +74,6 @@ const issuancePolicySQL = `SELECT ` + policyColumns + `,
 		SELECT count(*) FROM (
 			SELECT 1 FROM certificates c
 			WHERE c.account_id = p.account_id AND c.revoked_at IS NULL AND c.not_after > $2
-			  AND NOT EXISTS (SELECT 1 FROM certificates r WHERE r.renewed_from = c.serial)
 			ORDER BY c.not_after
 			LIMIT p.max_active_certificates + 1) a)
 	END,
