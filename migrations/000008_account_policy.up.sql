@@ -26,9 +26,10 @@ CREATE TABLE account_policies (
                AND key_types <@ '{ecdsa-p256,ecdsa-p384,rsa-2048,rsa-3072,rsa-4096}'::text[]),
     -- 0: the CA's maximum (PKID_MAX_VALIDITY), which caps any value here.
     max_validity_days       integer     NOT NULL DEFAULT 0 CHECK (max_validity_days BETWEEN 0 AND 200),
-    -- 0: no cap.
-    max_active_certificates integer     NOT NULL DEFAULT 1000 CHECK (max_active_certificates BETWEEN 0 AND 1000000),
-    max_issuances_per_hour  integer     NOT NULL DEFAULT 100 CHECK (max_issuances_per_hour BETWEEN 0 AND 1000000),
+    -- 0: no cap. Every issuance counts up to cap+1 rows (internal/store/policy.go),
+    -- hence the bound.
+    max_active_certificates integer     NOT NULL DEFAULT 1000 CHECK (max_active_certificates BETWEEN 0 AND 100000),
+    max_issuances_per_hour  integer     NOT NULL DEFAULT 100 CHECK (max_issuances_per_hour BETWEEN 0 AND 100000),
     updated_at              timestamptz NOT NULL DEFAULT now(),
     updated_by              text        NOT NULL DEFAULT 'system'
 );

@@ -21,11 +21,14 @@ import (
 // anything is signed.
 
 // Bounds on what an account policy may say. They keep a policy small enough
-// to be read on every issuance, and the quota counts (which stop just past
-// the cap) cheap.
+// to be read on every issuance, and the quota counts bounded: every
+// issuance counts an account's certificates up to just past each cap, at
+// roughly half a millisecond per thousand, so a cap of the maximum costs
+// tens of milliseconds once an account nears it. An account that needs
+// more has no cap (0).
 const (
 	MaxNameRules = 1000
-	MaxQuota     = 1_000_000
+	MaxQuota     = 100_000
 )
 
 // maxURILength bounds a URI SAN (the SPIFFE ID specification's limit).
