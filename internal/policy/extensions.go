@@ -95,7 +95,9 @@ func checkSAN(value []byte, csr *x509.CertificateRequest, maxNames int, allowURI
 	if names.Empty() {
 		return 0, 0, badCSR("the subjectAltName extension is empty (RFC 5280 §4.2.1.6)")
 	}
-	mismatch := badCSR("the certificate request's names do not match its subjectAltName extension")
+	mismatch := func() error {
+		return badCSR("the certificate request's names do not match its subjectAltName extension")
+	}
 	for !names.Empty() {
 		var name cryptobyte.String
 		var tag cbasn1.Tag
@@ -108,7 +110,7 @@ func checkSAN(value []byte, csr *x509.CertificateRequest, maxNames int, allowURI
 				return 0, 0, badCSR("the certificate request has more than %d DNS names", maxNames)
 			}
 			if dns >= len(csr.DNSNames) || string(name) != csr.DNSNames[dns] {
-				return 0, 0, mismatch
+				return 0, 0, mismatch()
 			}
 			dns++
 		case tag == cbasn1.Tag(6).ContextSpecific() && allowURIs:
@@ -119,7 +121,7 @@ func checkSAN(value []byte, csr *x509.CertificateRequest, maxNames int, allowURI
 				return 0, 0, badCSR("subjectAltName URI %d %s", uris+1, fault)
 			}
 			if uris >= len(csr.URIs) || string(name) != csr.URIs[uris].String() {
-				return 0, 0, mismatch
+				return 0, 0, mismatch()
 			}
 			uris++
 		case allowURIs:
