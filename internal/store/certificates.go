@@ -232,8 +232,9 @@ const (
 // CommonName matches a case-insensitive substring through the trigram index
 // certificates_cn_trgm_idx; on a database where migration 9 could not
 // install pg_trgm (there is no such index) it matches a prefix instead,
-// through certificates_cn_prefix_idx. Callers keep it at three characters or
-// more: shorter text has no trigram to look up.
+// through certificates_cn_prefix_idx. Callers make sure it holds three ASCII
+// letters or digits in a row (ca.Service.Certificates does): text without
+// such a run has no trigram to look up, and the search would read every row.
 //
 // Pages are found by keyset: each query starts after the last row of the
 // previous page in the listing's order, so a page costs the same however
