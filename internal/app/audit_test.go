@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,12 +233,30 @@ func TestAuditAPI(t *testing.T) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
-		n.waitLinked()
-		r := n.do("GET", "/metrics", "", nil)
-		for _, want := range []string{"pkid_audit_chain_head_id ", "pkid_audit_chain_unlinked_events 0", `pkid_audit_chain_anchor_info{hash="`} {
-			if !bytes.Contains(r.body, []byte(want)) {
-				t.Errorf("metrics lack %q", want)
+		p := n.waitLinked()
+		// The linker reads the head for its metrics once a second; the
+		// anchor names a recent head, not necessarily this one.
+		want := []*regexp.Regexp{
+			regexp.MustCompile(fmt.Sprintf(`(?m)^pkid_audit_chain_head_id %d$`, p.Chain.HeadID)),
+			regexp.MustCompile(`(?m)^pkid_audit_chain_unlinked_events 0$`),
+			regexp.MustCompile(`(?m)^pkid_audit_chain_anchor_info\{hash="[0-9a-f]{64}",id="[1-9][0-9]*"\} 1$`),
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			body := n.do("GET", "/metrics", "", nil).body
+			var missing *regexp.Regexp
+			for _, re := range want {
+				if !re.Match(body) {
+					missing = re
+				}
 			}
+			if missing == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("metrics lack %s", missing)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
 }
