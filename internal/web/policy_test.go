@@ -10,9 +10,12 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/pki"
@@ -143,4 +146,43 @@ func TestPolicyPage(t *testing.T) {
 	if p := s.get(path, nil); p.status != http.StatusSeeOther {
 		t.Errorf("signed out: %d, want a redirect to sign in", p.status)
 	}
+}
+
+// TestPolicyPageBrowser opens the policy page from the account page in a
+// real browser, changes the policy with the form and checks that the page
+// raised no console error (a Content-Security-Policy violation would).
+// Screenshots go where TestBrowser's do (PKID_SCREENSHOT_DIR).
+func TestPolicyPageBrowser(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("no Chromium at %s (apt-get install chromium); the browser test needs it", chromiumPath)
+	}
+	s := newSite(t, false)
+	acct, err := s.app.Accounts.CreateAccount(context.Background(), pki.Principal{Kind: pki.PrincipalSystem}, "Browser Policy Co", pki.PlanEnterprise, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, s)
+	b.visit("policy-login", "/admin/login")
+	b.do(chromedp.SendKeys(chromedp.ID("username"), adminUser), chromedp.SendKeys(chromedp.ID("password"), adminPassword))
+	b.follow("policy-dashboard", http.StatusOK, chromedp.Click(chromedp.CSS(`form[action="/admin/login"] button[type=submit]`)))
+	b.visit("policy-account", "/admin/accounts/"+acct.ID)
+	b.follow("policy-page", http.StatusOK, chromedp.Click(chromedp.CSS(`a[href="/admin/accounts/`+acct.ID+`/policy"]`)))
+	b.do(
+		chromedp.SetValue(chromedp.ID("allowed-names"), "*.robots.example\napi.robots.example"),
+		chromedp.SetValue(chromedp.ID("allow-uri-sans"), "yes"),
+		chromedp.SetValue(chromedp.ID("max-days"), "30"),
+		chromedp.SetValue(chromedp.ID("max-active"), "50"),
+		chromedp.SetValue(chromedp.ID("max-hour"), "10"),
+	)
+	b.follow("policy-saved", http.StatusOK, chromedp.Click(chromedp.CSS(`form[action$="/policy"] button[type=submit]`)))
+	if main := b.text("main"); !strings.Contains(main, "Policy saved.") || !strings.Contains(main, "at most 50") {
+		t.Errorf("after saving: %s", main)
+	}
+	pol, err := s.app.Certs.Policy(context.Background(), acct.ID)
+	if err != nil || !slices.Equal(pol.AllowedNames, []string{"*.robots.example", "api.robots.example"}) ||
+		!pol.AllowURISANs || pol.MaxValidityDays != 30 || len(pol.KeyTypes) != 5 {
+		t.Errorf("saved through the browser: %+v, %v", pol, err)
+	}
+	b.checkConsole()
 }
