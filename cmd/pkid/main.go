@@ -5,6 +5,8 @@
 //	pkid serve                                 run the service
 //	pkid admin create-user --username NAME     create an administrator (password on stdin)
 //	pkid admin token --username NAME [--ttl 1h] print an admin API token
+//	pkid crl fetch --url URL --ca FILE --out FILE  download and verify CRLs (for nginx)
+//	pkid audit verify                          check the audit trail's hash chain
 //
 // Configuration comes from the environment (see internal/config and the
 // README); secrets never come from flags.
@@ -28,6 +30,9 @@ Usage:
   pkid serve                                   run the service
   pkid admin create-user --username NAME       create an administrator; the password is read from stdin
   pkid admin token --username NAME [--ttl 1h]  print an admin API token (a JWT) on stdout
+  pkid crl fetch --url URL --ca FILE --out FILE [--root-crl]
+                                               download pkid's CRL(s), verify them, replace FILE atomically
+  pkid audit verify                            walk the audit trail's hash chain; exit 1 at the first broken link
 
 Environment: DATABASE_URL, PKID_HTTP_ADDR, PKID_TLS_ADDR, PKID_TLS_HOSTNAMES,
 PKID_PUBLIC_URL, PKID_KEY_PASSPHRASE (or PKID_KEY_PASSPHRASE_FILE), and the
