@@ -239,6 +239,17 @@ func TestAuditTrailInsertOnly(t *testing.T) {
 			}
 		})
 	}
+	// Rows the chain could not cover are refused on insert.
+	for _, sql := range []string{
+		"INSERT INTO audit_events (id, actor, action, outcome) OVERRIDING SYSTEM VALUE VALUES (0, 'system', 'x', 'success')",
+		"INSERT INTO audit_events (occurred_at, actor, action, outcome) VALUES ('infinity', 'system', 'x', 'success')",
+	} {
+		_, err := db.Pool().Exec(context.Background(), sql)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "23514" {
+			t.Errorf("%s: %v, want check_violation", sql, err)
+		}
+	}
 	if _, err := verifyChain(db, audit.VerifyOptions{}); err != nil {
 		t.Errorf("Verify after the refusals: %v", err)
 	}
