@@ -43,7 +43,6 @@ func tlsClient(t *testing.T, n *node, certPEM string, keyFile string) *http.Clie
 func TestTLSListenerRenewal(t *testing.T) {
 	t.Parallel()
 	n := newNode(t)
-	n.app.Config.TLSHostnames = []string{"localhost", "127.0.0.1"}
 	tl, err := n.app.NewTLSListener(t.Context())
 	if err != nil {
 		t.Fatal(err)
