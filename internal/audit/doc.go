@@ -25,10 +25,11 @@
 // until the one before it commits, which caps issuance at one commit at a
 // time. Instead inserts stay as they were (no lock, no extra round trip) and
 // a Linker on every node appends the links later, in id order, one node at a
-// time under a transaction-scoped advisory lock. Linking costs a few hundred
-// microseconds per thousand events, off the request path; an event is
-// unprotected only between its commit and its link (the lag, exported as a
-// metric, normally under a second).
+// time under a transaction-scoped advisory lock. Linking costs about 50 µs
+// of one batch transaction per event (some 20,000 events a second on two
+// cores, docs/BENCHMARKS.md), off the request path; an event is protected by
+// the chain from its link on, normally within a second of its commit (the
+// lag is exported as a metric).
 //
 // # Why linking in id order is safe with concurrent writers
 //
