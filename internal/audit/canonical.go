@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // HashSize is the length of content and chain hashes (SHA-256).
@@ -188,23 +189,40 @@ func writeValue(b *bytes.Buffer, v any) {
 // writeString writes s as a JSON string, escaping only what JSON requires:
 // `"` and `\` with a backslash, control characters below U+0020 as \u00xx
 // (lowercase hex). Everything else, including non-ASCII, is written as its
-// UTF-8 bytes; invalid UTF-8 becomes U+FFFD (Postgres text cannot hold it).
+// UTF-8 bytes; an invalid byte becomes U+FFFD (Postgres text cannot hold
+// one). Runs of bytes that need nothing are copied whole.
 func writeString(b *bytes.Buffer, s string) {
 	const hex = "0123456789abcdef"
 	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(byte(r))
-		case r < 0x20:
-			b.WriteString(`\u00`)
-			b.WriteByte(hex[r>>4])
-			b.WriteByte(hex[r&0xf])
-		default:
-			b.WriteRune(r) // U+FFFD for an invalid byte
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			i++
+			if c >= 0x20 && c != '"' && c != '\\' {
+				continue
+			}
+			b.WriteString(s[start : i-1])
+			if c == '"' || c == '\\' {
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			} else {
+				b.WriteString(`\u00`)
+				b.WriteByte(hex[c>>4])
+				b.WriteByte(hex[c&0xf])
+			}
+			start = i
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteString(s[start:i])
+			b.WriteString("\uFFFD")
+			start = i + 1
+		}
+		i += size
 	}
+	b.WriteString(s[start:])
 	b.WriteByte('"')
 }
 
