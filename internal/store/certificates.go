@@ -487,6 +487,14 @@ func cursorBytes(s string) ([]byte, bool) {
 	if len(s) > 128 {
 		return nil, false
 	}
+	// encoding/base64 skips CR and LF even in strict mode, which would give
+	// one position several spellings: only the alphabet itself is a cursor.
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return nil, false
+		}
+	}
 	b, err := cursorEncoding.DecodeString(s)
 	if err != nil || len(b) < 10 {
 		return nil, false
