@@ -281,40 +281,5 @@ func scanRevoked(ctx context.Context, tx pgx.Tx, issuerID string, from time.Time
 // connection fails (an error wrapping pki.ErrUnavailable); the caller
 // reconnects, and should then catch up on what it may have missed.
 func (db *DB) ListenCRL(ctx context.Context, listening func(), notify func(issuerID string)) error {
-	conn, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig)
-	if err != nil {
-		return fmt.Errorf("store: connecting to listen for CRLs: %w", mapErr(err))
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		conn.Close(cctx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+CRLChannel); err != nil {
-		return fmt.Errorf("store: listening for CRLs: %w", mapErr(err))
-	}
-	listening()
-	for {
-		wctx, cancel := context.WithTimeout(ctx, listenPing)
-		n, err := conn.WaitForNotification(wctx)
-		cancel()
-		switch {
-		case err == nil:
-			notify(n.Payload)
-			continue
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case !errors.Is(err, context.DeadlineExceeded):
-			return fmt.Errorf("store: waiting for CRLs: %w", mapErr(err))
-		}
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = conn.Ping(pctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("store: the CRL listening connection stopped answering: %w", mapErr(err))
-		}
-	}
+	return db.listen(ctx, CRLChannel, "CRLs", listening, notify)
 }

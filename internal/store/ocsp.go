@@ -266,17 +266,25 @@ const listenPing = 15 * time.Second
 // pki.ErrUnavailable); the caller reconnects, and should then catch up on
 // what it may have missed.
 func (db *DB) ListenOCSP(ctx context.Context, listening func(), notify func(pki.Serial)) error {
+	return db.listen(ctx, OCSPChannel, "OCSP changes", listening, func(payload string) { notify(pki.Serial(payload)) })
+}
+
+// listen is ListenOCSP and ListenCRL: LISTEN on channel over a connection of
+// its own, call listening once it is in place, then notify with the payload
+// of each notification; ping every listenPing; return on ctx's end or a
+// failed connection. what names the notifications in errors.
+func (db *DB) listen(ctx context.Context, channel, what string, listening func(), notify func(payload string)) error {
 	conn, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig)
 	if err != nil {
-		return fmt.Errorf("store: connecting to listen for OCSP changes: %w", mapErr(err))
+		return fmt.Errorf("store: connecting to listen for %s: %w", what, mapErr(err))
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
 		conn.Close(cctx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+OCSPChannel); err != nil {
-		return fmt.Errorf("store: listening for OCSP changes: %w", mapErr(err))
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		return fmt.Errorf("store: listening for %s: %w", what, mapErr(err))
 	}
 	listening()
 	for {
@@ -285,12 +293,12 @@ func (db *DB) ListenOCSP(ctx context.Context, listening func(), notify func(pki.
 		cancel()
 		switch {
 		case err == nil:
-			notify(pki.Serial(n.Payload))
+			notify(n.Payload)
 			continue
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case !errors.Is(err, context.DeadlineExceeded):
-			return fmt.Errorf("store: waiting for OCSP changes: %w", mapErr(err))
+			return fmt.Errorf("store: waiting for %s: %w", what, mapErr(err))
 		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = conn.Ping(pctx)
@@ -299,7 +307,7 @@ func (db *DB) ListenOCSP(ctx context.Context, listening func(), notify func(pki.
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("store: the OCSP listening connection stopped answering: %w", mapErr(err))
+			return fmt.Errorf("store: the connection listening for %s stopped answering: %w", what, mapErr(err))
 		}
 	}
 }
