@@ -133,8 +133,8 @@ func (c *Cache) installStored(r *pki.OCSPResponse) bool {
 }
 
 // catchUp reads, page by page, the responses written since the cursor less
-// the margin, and installs them; versions the cache holds already are left
-// as they are.
+// the margin, and installs those still valid; versions the cache holds
+// already are left as they are.
 func (c *Cache) catchUp(ctx context.Context) error {
 	since, after := c.cursor.Add(-c.opts.CatchUpMargin), pki.Serial("")
 	if c.cursor.IsZero() {
@@ -146,10 +146,15 @@ func (c *Cache) catchUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		now := c.opts.Now()
 		for _, r := range page {
-			c.installStored(r)
 			if r.UpdatedAt.After(newest) {
 				newest = r.UpdatedAt
+			}
+			// As at start-up: a response past its nextUpdate is never
+			// served, so it is not held either.
+			if now.Before(r.NextUpdate) {
+				c.installStored(r)
 			}
 		}
 		if len(page) < catchUpPage {
