@@ -21,14 +21,10 @@ import (
 	"time"
 
 	"github.com/pkid/pkid/internal/app"
-	"github.com/pkid/pkid/internal/auth"
-	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
-	"github.com/pkid/pkid/internal/issuance"
-	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/store"
-	"github.com/pkid/pkid/internal/testdb"
+	"github.com/pkid/pkid/internal/testnode"
 )
 
 const testPassphrase = "correct horse battery staple"
@@ -56,25 +52,8 @@ func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 // administrator and serves it.
 func newNode(t *testing.T) *node {
 	t.Helper()
-	ctx := context.Background()
-	url := testdb.New(t)
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	l, err := lint.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pass := []byte(testPassphrase)
-	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: "http://pkid.test"}}, pass, l, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := auth.EnsureKey(ctx, db, pass, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	return startNode(t, url, db, pass)
+	db, cfg := testnode.Init(t, []byte(testPassphrase))
+	return startNode(t, cfg.DatabaseURL, db, cfg.KeyPassphrase)
 }
 
 // startNode serves an already initialised database (a second node).

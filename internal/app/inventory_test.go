@@ -25,14 +25,9 @@ import (
 
 	"github.com/pkid/pkid/internal/api"
 	"github.com/pkid/pkid/internal/app"
-	"github.com/pkid/pkid/internal/auth"
-	"github.com/pkid/pkid/internal/ca"
-	"github.com/pkid/pkid/internal/config"
-	"github.com/pkid/pkid/internal/issuance"
-	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/store"
-	"github.com/pkid/pkid/internal/testdb"
+	"github.com/pkid/pkid/internal/testnode"
 )
 
 // fakeCert is a certificate row written straight into the table: random
@@ -566,25 +561,7 @@ func BenchmarkInventoryAPI(b *testing.B) {
 func inventoryServer(tb testing.TB) (*httptest.Server, *store.DB, string) {
 	tb.Helper()
 	ctx := context.Background()
-	dbURL := testdb.New(tb)
-	db, err := store.Open(ctx, dbURL)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(db.Close)
-	l, err := lint.New()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pass := []byte(testPassphrase)
-	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: "http://pkid.test"}}, pass, l, time.Now()); err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := auth.EnsureKey(ctx, db, pass, time.Now()); err != nil {
-		tb.Fatal(err)
-	}
-	cfg := config.Defaults()
-	cfg.DatabaseURL, cfg.PublicURL, cfg.KeyPassphrase, cfg.AutoMigrate = dbURL, "http://pkid.test", pass, false
+	db, cfg := testnode.Init(tb, []byte(testPassphrase))
 	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler), app.Options{})
 	if err != nil {
 		tb.Fatal(err)

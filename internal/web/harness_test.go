@@ -17,14 +17,9 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pkid/pkid/internal/app"
-	"github.com/pkid/pkid/internal/auth"
-	"github.com/pkid/pkid/internal/ca"
-	"github.com/pkid/pkid/internal/config"
-	"github.com/pkid/pkid/internal/issuance"
-	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/store"
-	"github.com/pkid/pkid/internal/testdb"
+	"github.com/pkid/pkid/internal/testnode"
 	"github.com/pkid/pkid/internal/web"
 )
 
@@ -68,28 +63,7 @@ type site struct {
 func newSite(t *testing.T, useTLS bool) *site {
 	t.Helper()
 	ctx := context.Background()
-	url := testdb.New(t)
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	l, err := lint.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pass := []byte(testPassphrase)
-	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: "http://pkid.test"}}, pass, l, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := auth.EnsureKey(ctx, db, pass, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Defaults()
-	cfg.DatabaseURL = url
-	cfg.PublicURL = "http://pkid.test"
-	cfg.KeyPassphrase = pass
-	cfg.AutoMigrate = false
+	db, cfg := testnode.Init(t, []byte(testPassphrase))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
