@@ -50,7 +50,8 @@ unit:
 # The fault tests alone (test/faults; `unit` runs them too): Postgres stopped
 # and killed under pkid (a private cluster; skipped, saying so, without the
 # PostgreSQL server binaries), pkid killed during issuance, a failing audit
-# insert, two nodes, expired CA certificates. -v shows the measured figures.
+# insert, two and three nodes, expired CA certificates. -v shows the
+# measured figures.
 test-faults:
 	$(GO) test -race -count=1 -v ./test/faults
 

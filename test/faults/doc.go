@@ -14,6 +14,10 @@
 //   - TestAuditFailure: a trigger that makes audit inserts fail.
 //   - TestRevocationVisibleOnOtherNode: two nodes on one database; the time
 //     from a revocation on one to `revoked` on the other's responder.
+//   - TestThreeNodes: three `pkid serve` processes on one database with
+//     issuance, revocation, OCSP and CRL load spread over them: unique
+//     serials, every received certificate in the database, CRL numbers that
+//     only grow, every responder revoked within 1 s of a revocation.
 //   - TestStartupRefusals and TestCAExpiryWarning: a wrong passphrase and
 //     expired CA certificates stop `pkid serve` and fail /readyz; ones about
 //     to expire are logged and exported as metrics.
@@ -21,5 +25,6 @@
 // `make test-faults` runs only this package; `make test` includes it. The
 // tests that stop Postgres skip, saying so, when the PostgreSQL server
 // binaries are not installed; the rest use the shared test server
-// (internal/testdb) because they stop nothing.
+// (internal/testdb) because they stop nothing. The pkid processes are built
+// and run through internal/testbin.
 package faults

@@ -16,20 +16,16 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/pkid/pkid/internal/testbin"
 )
 
 // passphrase protects the CA keys of every test hierarchy.
@@ -39,205 +35,19 @@ const passphrase = "fault test passphrase"
 // real listen address, so it need not resolve.
 const publicURL = "http://pkid.test"
 
-// build is the pkid binary, built once per test binary.
-var build struct {
-	once sync.Once
-	dir  string
-	pkid string
-	err  error
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
-// pkidBinary builds cmd/pkid as an operator would (go build, no race
-// detector: the process under test runs at production speed).
-func pkidBinary(t *testing.T) string {
-	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "pkid-faults-bin-")
-		if build.err != nil {
-			return
-		}
-		build.pkid = filepath.Join(build.dir, "pkid")
-		if out, err := exec.Command("go", "build", "-o", build.pkid, "../../cmd/pkid").CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build: %v: %s", err, out)
-		}
-	})
-	if build.err != nil {
-		t.Fatal(build.err)
-	}
-	return build.pkid
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
-	}
-	os.Exit(code)
-}
-
-// pkidEnv is the environment of a pkid command on databaseURL: the test's
-// own, without any pkid setting it may carry, plus extra (NAME=value).
+// pkidEnv is the environment of a pkid command on databaseURL, with this
+// package's passphrase and public URL, plus extra (NAME=value).
 func pkidEnv(databaseURL string, extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PKID_") && !strings.HasPrefix(kv, "DATABASE_URL=") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "DATABASE_URL="+databaseURL, "PKID_KEY_PASSPHRASE="+passphrase,
-		"PKID_LOG_FORMAT=text", "PKID_PUBLIC_URL="+publicURL)
-	return append(env, extra...)
+	return testbin.Env(databaseURL, passphrase, append([]string{"PKID_PUBLIC_URL=" + publicURL}, extra...)...)
 }
 
-// runPkid runs a pkid command to completion, within a minute.
-func runPkid(t *testing.T, env []string, stdin string, args ...string) (stdout, stderr string, err error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, pkidBinary(t), args...)
-	cmd.Env = env
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	return out.String(), errb.String(), err
-}
-
+// mustPkid runs a pkid command to completion and fails the test unless it
+// succeeds.
 func mustPkid(t *testing.T, env []string, stdin string, args ...string) string {
 	t.Helper()
-	out, errOut, err := runPkid(t, env, stdin, args...)
-	if err != nil {
-		t.Fatalf("pkid %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out, errOut)
-	}
-	return out
-}
-
-// setupCA does what an operator does on a new database (migrate, init, an
-// administrator) and returns an admin API token.
-func setupCA(t *testing.T, databaseURL string) string {
-	t.Helper()
-	env := pkidEnv(databaseURL)
-	mustPkid(t, env, "", "migrate")
-	mustPkid(t, env, "", "init")
-	mustPkid(t, env, "a long enough password\n", "admin", "create-user", "--username", "ops")
-	return strings.TrimSpace(mustPkid(t, env, "", "admin", "token", "--username", "ops", "--ttl", "2h"))
-}
-
-// syncBuffer is a bytes.Buffer that a process and the test may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// daemon is a running `pkid serve`.
-type daemon struct {
-	t    *testing.T
-	name string
-	base string // http://127.0.0.1:port
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	done chan struct{}
-	werr error
-}
-
-// startDaemon starts `pkid serve` with env on a free port and waits until
-// /readyz answers 200. The test's cleanup stops it and, if the test failed,
-// prints its log.
-func startDaemon(t *testing.T, name string, env []string) *daemon {
-	t.Helper()
-	d := launchDaemon(t, name, env, freeAddr(t))
-	if err := d.waitReady(30 * time.Second); err != nil {
-		t.Fatalf("%s: %v\nlog:\n%s", name, err, d.logs.String())
-	}
-	return d
-}
-
-// launchDaemon starts `pkid serve` on addr without waiting for it.
-func launchDaemon(t *testing.T, name string, env []string, addr string) *daemon {
-	t.Helper()
-	d := &daemon{t: t, name: name, base: "http://" + addr, logs: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(pkidBinary(t), "serve")
-	d.cmd.Env = append(append([]string{}, env...), "PKID_HTTP_ADDR="+addr)
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.werr = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		d.stop()
-		if t.Failed() {
-			t.Logf("%s log:\n%s", d.name, d.logs.String())
-		}
-	})
-	return d
-}
-
-// waitReady polls /readyz until it answers 200, the process exits, or
-// timeout passes.
-func (d *daemon) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	c := &http.Client{Timeout: 2 * time.Second}
-	for {
-		select {
-		case <-d.done:
-			return fmt.Errorf("pkid serve exited: %v", d.werr)
-		default:
-		}
-		if resp, err := c.Get(d.base + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("/readyz did not answer 200 within %s", timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (d *daemon) kill() {
-	_ = d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.done
-}
-
-// stop asks for a graceful shutdown (SIGTERM), killing after 15 s.
-func (d *daemon) stop() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(15 * time.Second):
-		d.t.Errorf("%s did not stop within 15 s of SIGTERM", d.name)
-		d.kill()
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testbin.MustRun(t, testbin.Binary(t, "pkid"), env, stdin, args...)
 }
 
 // newClient returns an HTTP client of its own (its own idle connections),

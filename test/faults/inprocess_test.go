@@ -17,6 +17,7 @@ import (
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/store"
+	"github.com/pkid/pkid/internal/testbin"
 )
 
 // initHierarchy does what `pkid init` does to the migrated database at url,
@@ -52,7 +53,7 @@ type node struct {
 	name string
 	app  *app.App
 	base string
-	logs *syncBuffer
+	logs *testbin.Buffer
 }
 
 // startNode builds a node on the database at url. With jobs, its background
@@ -65,7 +66,7 @@ func startNode(t *testing.T, name, url string, opts app.Options, jobs bool) *nod
 	cfg.PublicURL = publicURL
 	cfg.KeyPassphrase = []byte(passphrase)
 	cfg.AutoMigrate = false
-	logs := &syncBuffer{}
+	logs := &testbin.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := app.New(context.Background(), cfg, log, opts)
 	if err != nil {

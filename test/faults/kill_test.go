@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkid/pkid/internal/testbin"
 	"github.com/pkid/pkid/internal/testdb"
 )
 
@@ -20,16 +21,16 @@ import (
 // behind"): an administrator revokes it.
 func TestKillPkidDuringIssuance(t *testing.T) {
 	dbURL := testdb.Missing(t) // pkid migrate creates it
-	admin := setupCA(t, dbURL)
 	env := pkidEnv(dbURL)
-	addr := freeAddr(t)
-	d := launchDaemon(t, "pkid (first run)", env, addr)
-	if err := d.waitReady(30 * time.Second); err != nil {
+	admin := testbin.MustSetup(t, env)
+	addr := testbin.FreeAddr(t)
+	d := testbin.LaunchNode(t, "pkid (first run)", env, addr)
+	if err := d.WaitReady(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	c := newClient()
-	token := newAccount(t, c, d.base, admin)
-	issuer := fetchIssuer(t, c, d.base)
+	token := newAccount(t, c, d.URL, admin)
+	issuer := fetchIssuer(t, c, d.URL)
 
 	var l ledger
 	var issued atomic.Int64
@@ -38,7 +39,7 @@ func TestKillPkidDuringIssuance(t *testing.T) {
 	for range 6 {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				if o := l.issue(c, d.base, token); o.status == http.StatusCreated {
+				if o := l.issue(c, d.URL, token); o.status == http.StatusCreated {
 					issued.Add(1)
 				} else {
 					time.Sleep(20 * time.Millisecond)
@@ -50,19 +51,19 @@ func TestKillPkidDuringIssuance(t *testing.T) {
 	for issued.Load() < 60 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	d.kill()
+	d.Kill()
 	killedAt := time.Now()
 	t.Logf("SIGKILL after %d certificates", issued.Load())
 	time.Sleep(200 * time.Millisecond) // clients meet the dead address
 	cancel()
 	wg.Wait()
 
-	d2 := launchDaemon(t, "pkid (after SIGKILL)", env, addr)
-	if err := d2.waitReady(30 * time.Second); err != nil {
+	d2 := testbin.LaunchNode(t, "pkid (after SIGKILL)", env, addr)
+	if err := d2.WaitReady(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("restarted and ready %s after the SIGKILL", time.Since(killedAt).Round(time.Millisecond))
-	if o := l.issue(c, d2.base, token); o.status != http.StatusCreated {
+	if o := l.issue(c, d2.URL, token); o.status != http.StatusCreated {
 		t.Fatalf("issue after restart: %d %v", o.status, o.err)
 	}
 
@@ -73,16 +74,16 @@ func TestKillPkidDuringIssuance(t *testing.T) {
 		t.Log("no request was in flight at the SIGKILL")
 	}
 	for _, s := range tl.pending {
-		if st, err := ocspStatus(c, d2.base, issuer, s, false); err != nil || st != "good" {
+		if st, err := ocspStatus(c, d2.URL, issuer, s, false); err != nil || st != "good" {
 			t.Errorf("OCSP for pending %s after restart: %q %v, want good", s, st, err)
 		}
 		// The documented way out: an administrator revokes it.
-		mustSend(t, c, "POST", d2.base+"/admin/api/certificates/"+s+"/revoke", admin, map[string]any{"reason": "superseded"}, http.StatusOK)
-		if st, err := ocspStatus(c, d2.base, issuer, s, false); err != nil || st != "revoked" {
+		mustSend(t, c, "POST", d2.URL+"/admin/api/certificates/"+s+"/revoke", admin, map[string]any{"reason": "superseded"}, http.StatusOK)
+		if st, err := ocspStatus(c, d2.URL, issuer, s, false); err != nil || st != "revoked" {
 			t.Errorf("OCSP for pending %s after the admin revoked it: %q %v, want revoked", s, st, err)
 		}
 	}
 	if len(tl.pending) > 0 {
-		waitCRL(t, c, d2.base, issuer, tl.pending[0], 15*time.Second)
+		waitCRL(t, c, d2.URL, issuer, tl.pending[0], 15*time.Second)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/pkid/pkid/internal/testbin"
 	"github.com/pkid/pkid/internal/testpg"
 )
 
@@ -31,25 +32,25 @@ import (
 func TestPostgresStopped(t *testing.T) {
 	pg := testpg.Start(t)
 	dbURL := pg.URL("pkid")
-	admin := setupCA(t, dbURL)
 	env := pkidEnv(dbURL)
-	nodes := []*daemon{startDaemon(t, "node A", env), startDaemon(t, "node B", env)}
+	admin := testbin.MustSetup(t, env)
+	nodes := []*testbin.Node{testbin.StartNode(t, "node A", env), testbin.StartNode(t, "node B", env)}
 	a := nodes[0]
 	c := newClient()
-	token := newAccount(t, c, a.base, admin)
-	issuer := fetchIssuer(t, c, a.base)
+	token := newAccount(t, c, a.URL, admin)
+	issuer := fetchIssuer(t, c, a.URL)
 	var l ledger
 
 	var serials []string
 	for range 3 {
-		o := l.issue(c, a.base, token)
+		o := l.issue(c, a.URL, token)
 		if o.status != http.StatusCreated || o.err != nil {
 			t.Fatalf("issue before the outage: %d %v", o.status, o.err)
 		}
 		serials = append(serials, o.serial)
 	}
 	revoked, good := serials[0], serials[1:]
-	if o := l.revoke(c, a.base, token, revoked, "keyCompromise"); o.status != http.StatusOK || o.err != nil {
+	if o := l.revoke(c, a.URL, token, revoked, "keyCompromise"); o.status != http.StatusOK || o.err != nil {
 		t.Fatalf("revoke before the outage: %d %v", o.status, o.err)
 	}
 	// Both responders know every serial before the outage, as they would
@@ -57,22 +58,22 @@ func TestPostgresStopped(t *testing.T) {
 	want := map[string]string{revoked: "revoked", good[0]: "good", good[1]: "good"}
 	for _, n := range nodes {
 		for s, st := range want {
-			waitOCSP(t, c, n.base, issuer, s, st, 5*time.Second)
+			waitOCSP(t, c, n.URL, issuer, s, st, 5*time.Second)
 		}
 	}
-	crlDER := waitCRL(t, c, a.base, issuer, revoked, 15*time.Second)
-	waitCRL(t, c, nodes[1].base, issuer, revoked, 15*time.Second)
+	crlDER := waitCRL(t, c, a.URL, issuer, revoked, 15*time.Second)
+	waitCRL(t, c, nodes[1].URL, issuer, revoked, 15*time.Second)
 
 	pg.Stop()
 	t.Log("Postgres stopped (fast shutdown)")
 	stoppedAt := time.Now()
 	for _, n := range nodes {
 		checkServingFromMemory(t, c, n, issuer, want, crlDER)
-		for _, o := range []outcome{l.issue(c, n.base, token), l.revoke(c, n.base, token, good[0], "superseded")} {
+		for _, o := range []outcome{l.issue(c, n.URL, token), l.revoke(c, n.URL, token, good[0], "superseded")} {
 			if o.status != http.StatusServiceUnavailable || o.problem != nil {
-				t.Errorf("%s: %s while Postgres is down: %d (problem: %v, error: %v), want a 503 problem", n.name, o.op, o.status, o.problem, o.err)
+				t.Errorf("%s: %s while Postgres is down: %d (problem: %v, error: %v), want a 503 problem", n.Name, o.op, o.status, o.problem, o.err)
 			}
-			t.Logf("%s: %s answered %d in %s while Postgres is down", n.name, o.op, o.status, o.latency.Round(time.Millisecond))
+			t.Logf("%s: %s answered %d in %s while Postgres is down", n.Name, o.op, o.status, o.latency.Round(time.Millisecond))
 		}
 	}
 	// Long enough for the background jobs (OCSP catch-up, LISTEN, CRL
@@ -91,12 +92,12 @@ func TestPostgresStopped(t *testing.T) {
 	// reconnection backoff (up to 5 s); the OCSP cache's catch-up, every
 	// 2 s, bounds the delay meanwhile.
 	start := time.Now()
-	if o := l.revoke(c, a.base, token, good[0], "superseded"); o.status != http.StatusOK || o.err != nil {
+	if o := l.revoke(c, a.URL, token, good[0], "superseded"); o.status != http.StatusOK || o.err != nil {
 		t.Fatalf("revoke after recovery: %d %v", o.status, o.err)
 	}
-	waitOCSP(t, c, nodes[1].base, issuer, good[0], "revoked", 4*time.Second)
+	waitOCSP(t, c, nodes[1].URL, issuer, good[0], "revoked", 4*time.Second)
 	t.Logf("after recovery, a revocation on node A was visible on node B after %s", time.Since(start).Round(time.Millisecond))
-	waitCRL(t, c, a.base, issuer, good[0], 15*time.Second)
+	waitCRL(t, c, a.URL, issuer, good[0], 15*time.Second)
 
 	for _, outage := range []struct {
 		name string
@@ -119,8 +120,8 @@ func TestPostgresStopped(t *testing.T) {
 		// but a signature may exist, so OCSP must vouch for it (good until
 		// revoked) rather than say unauthorized.
 		for _, n := range nodes {
-			if st, err := ocspStatus(c, n.base, issuer, s, false); err != nil || st != "good" {
-				t.Errorf("%s: OCSP for pending %s: %q %v, want good", n.name, s, st, err)
+			if st, err := ocspStatus(c, n.URL, issuer, s, false); err != nil || st != "good" {
+				t.Errorf("%s: OCSP for pending %s: %q %v, want good", n.Name, s, st, err)
 			}
 		}
 	}
@@ -129,35 +130,35 @@ func TestPostgresStopped(t *testing.T) {
 // checkServingFromMemory checks what n must still do without its database:
 // OCSP (POST and GET) as before, never good for a serial it never issued,
 // the same CRL, /healthz 200 and /readyz 503.
-func checkServingFromMemory(t *testing.T, c *http.Client, n *daemon, issuer *x509.Certificate, want map[string]string, crlDER []byte) {
+func checkServingFromMemory(t *testing.T, c *http.Client, n *testbin.Node, issuer *x509.Certificate, want map[string]string, crlDER []byte) {
 	t.Helper()
 	for s, st := range want {
 		for _, get := range []bool{false, true} {
-			got, err := ocspStatus(c, n.base, issuer, s, get)
+			got, err := ocspStatus(c, n.URL, issuer, s, get)
 			if err != nil || got != st {
-				t.Errorf("%s: OCSP (GET %v) for %s while Postgres is down: %q %v, want %s", n.name, get, s, got, err, st)
+				t.Errorf("%s: OCSP (GET %v) for %s while Postgres is down: %q %v, want %s", n.Name, get, s, got, err, st)
 			}
 		}
 	}
-	if r, err := ocspAsk(c, n.base, issuer, revokedSerialOf(want), false); err == nil && r.RevocationReason != ocsp.KeyCompromise {
-		t.Errorf("%s: revocation reason %d, want keyCompromise", n.name, r.RevocationReason)
+	if r, err := ocspAsk(c, n.URL, issuer, revokedSerialOf(want), false); err == nil && r.RevocationReason != ocsp.KeyCompromise {
+		t.Errorf("%s: revocation reason %d, want keyCompromise", n.Name, r.RevocationReason)
 	}
 	// A serial no one issued: unauthorized from the negative cache, or
 	// tryLater because the database cannot be asked; never good.
-	if got, err := ocspStatus(c, n.base, issuer, "7fffffffffffffffffffffffffffffff", false); err != nil || (got != "unauthorized" && got != "tryLater") {
-		t.Errorf("%s: OCSP for an unknown serial while Postgres is down: %q %v", n.name, got, err)
+	if got, err := ocspStatus(c, n.URL, issuer, "7fffffffffffffffffffffffffffffff", false); err != nil || (got != "unauthorized" && got != "tryLater") {
+		t.Errorf("%s: OCSP for an unknown serial while Postgres is down: %q %v", n.Name, got, err)
 	}
 	for _, path := range []string{"/crl", "/crl.pem"} {
-		r, err := send(c, "GET", n.base+path, "", nil)
+		r, err := send(c, "GET", n.URL+path, "", nil)
 		if err != nil || r.status != http.StatusOK {
-			t.Errorf("%s: GET %s while Postgres is down: %d %v", n.name, path, r.status, err)
+			t.Errorf("%s: GET %s while Postgres is down: %d %v", n.Name, path, r.status, err)
 		} else if path == "/crl" && !bytes.Equal(r.body, crlDER) {
-			t.Errorf("%s: GET /crl while Postgres is down serves another CRL than before", n.name)
+			t.Errorf("%s: GET /crl while Postgres is down serves another CRL than before", n.Name)
 		}
 	}
 	for path, code := range map[string]int{"/readyz": http.StatusServiceUnavailable, "/healthz": http.StatusOK} {
-		if r, err := send(c, "GET", n.base+path, "", nil); err != nil || r.status != code {
-			t.Errorf("%s: GET %s while Postgres is down: %d %v, want %d", n.name, path, r.status, err, code)
+		if r, err := send(c, "GET", n.URL+path, "", nil); err != nil || r.status != code {
+			t.Errorf("%s: GET %s while Postgres is down: %d %v, want %d", n.Name, path, r.status, err, code)
 		}
 	}
 }
@@ -174,34 +175,34 @@ func revokedSerialOf(want map[string]string) string {
 // measureRecovery returns how long after Postgres accepts connections again
 // every node answers /readyz 200 and issues a certificate (pkid is not
 // restarted: its pool reconnects).
-func measureRecovery(t *testing.T, c *http.Client, l *ledger, nodes []*daemon, token string) time.Duration {
+func measureRecovery(t *testing.T, c *http.Client, l *ledger, nodes []*testbin.Node, token string) time.Duration {
 	t.Helper()
 	up := time.Now()
 	deadline := up.Add(30 * time.Second)
 	for _, n := range nodes {
 		ready := false
 		for !ready && time.Now().Before(deadline) {
-			r, err := send(c, "GET", n.base+"/readyz", "", nil)
+			r, err := send(c, "GET", n.URL+"/readyz", "", nil)
 			ready = err == nil && r.status == http.StatusOK
 			if !ready {
 				time.Sleep(20 * time.Millisecond)
 			}
 		}
 		if !ready {
-			t.Fatalf("%s: /readyz not 200 within 30 s of Postgres coming back", n.name)
+			t.Fatalf("%s: /readyz not 200 within 30 s of Postgres coming back", n.Name)
 		}
 		readyAfter := time.Since(up)
 		for {
-			o := l.issue(c, n.base, token)
+			o := l.issue(c, n.URL, token)
 			if o.status == http.StatusCreated {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: no certificate within 30 s of Postgres coming back: last answer %d %v", n.name, o.status, o.err)
+				t.Fatalf("%s: no certificate within 30 s of Postgres coming back: last answer %d %v", n.Name, o.status, o.err)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		t.Logf("%s: /readyz 200 after %s, issuing after %s", n.name, readyAfter.Round(time.Millisecond), time.Since(up).Round(time.Millisecond))
+		t.Logf("%s: /readyz 200 after %s, issuing after %s", n.Name, readyAfter.Round(time.Millisecond), time.Since(up).Round(time.Millisecond))
 	}
 	return time.Since(up).Round(time.Millisecond)
 }
@@ -209,12 +210,12 @@ func measureRecovery(t *testing.T, c *http.Client, l *ledger, nodes []*daemon, t
 // issueThroughOutage runs four clients issuing through both nodes, stops
 // Postgres with stop a second in, starts it again two seconds later, and
 // lets the clients go on until each node has issued again.
-func issueThroughOutage(t *testing.T, l *ledger, c *http.Client, nodes []*daemon, token, name string, stop, start func()) {
+func issueThroughOutage(t *testing.T, l *ledger, c *http.Client, nodes []*testbin.Node, token, name string, stop, start func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i := range 4 {
-		base := nodes[i%len(nodes)].base
+		base := nodes[i%len(nodes)].URL
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				if o := l.issue(c, base, token); o.status != http.StatusCreated {
@@ -273,7 +274,7 @@ func issueThroughOutage(t *testing.T, l *ledger, c *http.Client, nodes []*daemon
 }
 
 // issuedSince reports whether every node has answered 201 after since.
-func issuedSince(l *ledger, nodes []*daemon, since time.Time) bool {
+func issuedSince(l *ledger, nodes []*testbin.Node, since time.Time) bool {
 	issued := map[string]bool{}
 	for _, o := range l.all() {
 		if o.status == http.StatusCreated && o.at.After(since) {
@@ -281,7 +282,7 @@ func issuedSince(l *ledger, nodes []*daemon, since time.Time) bool {
 		}
 	}
 	for _, n := range nodes {
-		if !issued[n.base] {
+		if !issued[n.URL] {
 			return false
 		}
 	}

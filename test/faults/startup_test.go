@@ -13,6 +13,7 @@ import (
 
 	"github.com/pkid/pkid/internal/app"
 	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/testbin"
 	"github.com/pkid/pkid/internal/testdb"
 )
 
@@ -71,17 +72,17 @@ func TestStartupRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			url := tc.setup(t)
-			d := launchDaemon(t, "pkid serve", pkidEnv(url, tc.env...), freeAddr(t))
+			d := testbin.LaunchNode(t, "pkid serve", pkidEnv(url, tc.env...), testbin.FreeAddr(t))
 			select {
-			case <-d.done:
+			case <-d.Done():
 			case <-time.After(30 * time.Second):
 				t.Fatal("pkid serve is still running after 30 s")
 			}
 			var exit *exec.ExitError
-			if !errors.As(d.werr, &exit) || exit.ExitCode() == 0 {
-				t.Fatalf("pkid serve exited with %v, want a non-zero status", d.werr)
+			if !errors.As(d.Err(), &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("pkid serve exited with %v, want a non-zero status", d.Err())
 			}
-			out := d.logs.String()
+			out := d.Logs()
 			for _, w := range tc.want {
 				if !strings.Contains(out, w) {
 					t.Errorf("the message does not say %q:\n%s", w, out)
@@ -131,22 +132,22 @@ func TestCAExpiryWarning(t *testing.T) {
 		t.Parallel()
 		url := testdb.New(t)
 		initHierarchy(t, url, issuance.HierarchyConfig{IntermediateValidity: 10 * day}, time.Now())
-		d := startDaemon(t, "pkid serve", pkidEnv(url))
-		line := waitLog(t, d.logs, `msg="CA certificate expires soon" kind=intermediate`, 20*time.Second)
+		d := testbin.StartNode(t, "pkid serve", pkidEnv(url))
+		line := waitLog(t, d.Logs, `msg="CA certificate expires soon" kind=intermediate`, 20*time.Second)
 		if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "days_left=9") {
 			t.Errorf("warning line %q, want level=WARN and days_left=9", line)
 		}
 		time.Sleep(200 * time.Millisecond)
 		for _, kind := range []string{"root", "ocsp"} {
-			if strings.Contains(d.logs.String(), "kind="+kind) {
+			if strings.Contains(d.Logs(), "kind="+kind) {
 				t.Errorf("a warning for the %s, which is not due", kind)
 			}
 		}
-		m := expiryMetrics(t, d.base)
+		m := expiryMetrics(t, d.URL)
 		checkNear(t, "intermediate", m["intermediate"], 10*day)
 		checkNear(t, "ocsp", m["ocsp"], 10*day) // cut to the intermediate's end
 		checkNear(t, "root", m["root"], issuance.DefaultRootValidity)
-		if r, err := send(newClient(), "GET", d.base+"/readyz", "", nil); err != nil || r.status != http.StatusOK {
+		if r, err := send(newClient(), "GET", d.URL+"/readyz", "", nil); err != nil || r.status != http.StatusOK {
 			t.Errorf("/readyz %d %v: a certificate about to expire is a warning, not an outage", r.status, err)
 		}
 	})
@@ -160,8 +161,8 @@ func TestCAExpiryWarning(t *testing.T) {
 			BEGIN RAISE EXCEPTION 'fault test: issuers cannot be written'; END $$;
 			CREATE TRIGGER fault_issuers_fail BEFORE INSERT ON issuers FOR EACH ROW EXECUTE FUNCTION fault_issuers_fail();`)
 		n := startNode(t, "renewal failing", url, app.Options{}, true)
-		waitLog(t, n.logs, "renewing the OCSP signer failed", 20*time.Second)
-		line := waitLog(t, n.logs, `msg="CA certificate expires soon" kind=ocsp`, 20*time.Second)
+		waitLog(t, n.logs.String, "renewing the OCSP signer failed", 20*time.Second)
+		line := waitLog(t, n.logs.String, `msg="CA certificate expires soon" kind=ocsp`, 20*time.Second)
 		if !strings.Contains(line, "level=WARN") {
 			t.Errorf("warning line %q, want level=WARN", line)
 		}
@@ -171,7 +172,7 @@ func TestCAExpiryWarning(t *testing.T) {
 		// warn about.
 		execSQL(t, url, `DROP TRIGGER fault_issuers_fail ON issuers`)
 		n2 := startNode(t, "renewal working", url, app.Options{}, true)
-		waitLog(t, n2.logs, "renewed the OCSP signer", 20*time.Second)
+		waitLog(t, n2.logs.String, "renewed the OCSP signer", 20*time.Second)
 		time.Sleep(200 * time.Millisecond)
 		if strings.Contains(n2.logs.String(), "CA certificate") {
 			t.Errorf("a warning after a successful renewal:\n%s", n2.logs.String())
@@ -180,12 +181,13 @@ func TestCAExpiryWarning(t *testing.T) {
 	})
 }
 
-// waitLog waits until logs has a line containing s and returns it.
-func waitLog(t *testing.T, logs *syncBuffer, s string, timeout time.Duration) string {
+// waitLog waits until the log that logs returns has a line containing s,
+// and returns that line.
+func waitLog(t *testing.T, logs func() string, s string, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		sc := bufio.NewScanner(strings.NewReader(logs.String()))
+		sc := bufio.NewScanner(strings.NewReader(logs()))
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), s) {
@@ -193,7 +195,7 @@ func waitLog(t *testing.T, logs *syncBuffer, s string, timeout time.Duration) st
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %q after %s:\n%s", s, timeout, logs.String())
+			t.Fatalf("no log line with %q after %s:\n%s", s, timeout, logs())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
