@@ -2,6 +2,7 @@
 //
 //	pkid migrate                               apply the database migrations
 //	pkid init                                  create the CA hierarchy (idempotent)
+//	pkid ca rotate                             create a new issuing intermediate (needs the root key)
 //	pkid serve                                 run the service
 //	pkid admin create-user --username NAME     create an administrator (password on stdin)
 //	pkid admin token --username NAME [--ttl 1h] print an admin API token
@@ -27,6 +28,8 @@ const usage = `pkid: a private certificate authority for mTLS client certificate
 Usage:
   pkid migrate                                 apply the SQL migrations (creates the database if missing)
   pkid init [flags]                            create the CA hierarchy if none exists; prints the root fingerprint
+  pkid ca rotate [flags]                       create a new issuing intermediate under the root; new certificates
+                                               come from it, the previous one keeps answering for its own
   pkid serve                                   run the service
   pkid admin create-user --username NAME       create an administrator; the password is read from stdin
   pkid admin token --username NAME [--ttl 1h]  print an admin API token (a JWT) on stdout
@@ -79,6 +82,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		case "token":
 			return cmdAdminToken(ctx, env, args[2:], stdout, stderr)
 		}
+	case "ca":
+		if len(args) < 2 || args[1] != "rotate" {
+			return errUsage
+		}
+		return cmdRotate(ctx, env, args[2:], stdout, stderr)
 	case "audit":
 		return cmdAuditVerify(ctx, env, args[1:], stdout, stderr)
 	case "crl":

@@ -52,7 +52,7 @@ func (a *API) issue(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) certificateView(c *pki.Certificate) certificateJSON {
-	return certificateView(c, a.certs.Hierarchy().ChainPEM(), a.certs.Now())
+	return certificateView(c, a.certs.Hierarchy().ChainPEMFor(c.IssuerID), a.certs.Now())
 }
 
 // serialParam parses the {serial} path parameter. A malformed serial is 400

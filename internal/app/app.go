@@ -44,21 +44,22 @@ type App struct {
 	Log       *slog.Logger
 	OCSP      *ocsp.Cache // this node's pre-signed OCSP responses
 	CRLs      *crl.Cache  // this node's copy of the current CRLs
-	CRLJob    *crl.Job    // signs the intermediate's CRL
+	crlJobs   *crlJobs    // sign the live intermediates' CRLs
 	resigner  *ocsp.Resigner
+	now       func() time.Time
 	// AuditLinker links the audit trail's hash chain (one node at a time).
 	AuditLinker *audit.Linker
 }
 
 // publisher passes the CA's committed status changes to this node's OCSP
-// cache and CRL job.
+// cache and to the CRL job of the issuer concerned.
 type publisher struct {
 	ocsp *ocsp.Cache
-	crl  *crl.Job
+	crl  *crlJobs
 }
 
 func (p publisher) PublishOCSP(resps ...*pki.OCSPResponse) { p.ocsp.Install(resps...) }
-func (p publisher) RevocationCommitted(string)             { p.crl.Nudge() }
+func (p publisher) RevocationCommitted(issuerID string)    { p.crl.nudge(issuerID) }
 
 // Options adjust an App for tests and benchmarks.
 type Options struct {
@@ -133,22 +134,23 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 	// Revocation status: the OCSP responder and its cache, the CRL job and
 	// its cache. The CA tells both about every committed change.
 	ocspCache := ocsp.NewCache(db, ocsp.CacheOptions{Now: now, Log: log})
-	resigner, err := ocsp.NewResigner(db, ocspCache, hierarchy.Issuers, hierarchy.OCSPSigner,
+	resigner, err := ocsp.NewResigner(db, ocspCache, hierarchy.Issuers, hierarchy.OCSPSignerFor,
 		ocsp.ResignerOptions{Validity: cfg.OCSPValidity, Now: now, Log: log})
 	if err != nil {
 		return nil, err
 	}
 	crlCache := crl.NewCache(db, func() []string {
-		return []string{hierarchy.RootID(), hierarchy.Intermediate().ID}
+		ids := []string{hierarchy.RootID()}
+		for _, in := range hierarchy.Intermediates() {
+			ids = append(ids, in.Issuer.ID)
+		}
+		return ids
 	}, crl.CacheOptions{Log: log})
-	idp, err := issuance.CRLURL(cfg.PublicBase())
-	if err != nil {
-		return nil, err
+	jobs := &crlJobs{
+		db: db, cache: crlCache, linter: linter, public: cfg.PublicBase(), log: log, jobs: map[string]*crlRun{},
+		base: crl.JobConfig{Interval: cfg.CRLInterval, Validity: cfg.CRLValidity, Now: now, Log: log},
 	}
-	crlJob, err := crl.NewJob(db, hierarchy.Intermediate, crlCache, linter, crl.JobConfig{
-		IDPURL: idp, Interval: cfg.CRLInterval, Validity: cfg.CRLValidity, Now: now, Log: log,
-	})
-	if err != nil {
+	if err := jobs.sync(hierarchy); err != nil {
 		return nil, err
 	}
 
@@ -162,7 +164,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 		OCSPValidity:    cfg.OCSPValidity,
 		Log:             log,
 		Observer:        observer,
-		Publisher:       publisher{ocsp: ocspCache, crl: crlJob},
+		Publisher:       publisher{ocsp: ocspCache, crl: jobs},
 	})
 	tokens := auth.NewTokens(keys, now)
 	accounts := account.New(db, tokens, now)
@@ -171,7 +173,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 	a := &App{
 		Config: cfg, DB: db, Hierarchy: hierarchy, Certs: certs, Accounts: accounts,
 		Tokens: tokens, Linter: linter, Metrics: metrics, Log: log,
-		OCSP: ocspCache, CRLs: crlCache, CRLJob: crlJob, resigner: resigner, AuditLinker: auditLinker,
+		OCSP: ocspCache, CRLs: crlCache, crlJobs: jobs, resigner: resigner, AuditLinker: auditLinker, now: now,
 	}
 	jsonAPI := api.New(certs, accounts, authn, log)
 	admin := web.New(certs, accounts, db, web.Options{Now: now, Log: log})
@@ -182,16 +184,23 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 		Log:     log,
 		Ready:   a.Ready,
 	}
-	responder := ocsp.NewResponder(ocspCache, hierarchy.Issuers, hierarchy.OCSPSigner, log, metrics)
-	crlHandler := crl.NewHandler(crlCache, hierarchy.RootID, func() string { return hierarchy.Intermediate().ID }, now)
+	responder := ocsp.NewResponder(ocspCache, hierarchy.Issuers, hierarchy.OCSPSignerFor, log, metrics)
+	crlHandler := crl.NewHandler(crlCache, hierarchy.RootID, hierarchy.PlainCRLIssuer, now).
+		ByGeneration(func(gen int) (string, bool) {
+			if in := hierarchy.IntermediateByGeneration(gen); in != nil {
+				return in.Issuer.ID, true
+			}
+			return "", false
+		})
 	deps.Quiet = append(deps.Quiet, responder.Routes)
 	deps.Mount = append(deps.Mount, crlHandler.Routes, admin.Mount)
 	a.Handler = server.Handler(deps)
 	return a, nil
 }
 
-// Ready reports whether the node can serve: the database answers and the
-// issuing intermediate and OCSP signer are within their validity.
+// Ready reports whether the node can serve: the database answers, the
+// current issuing intermediate is within its validity, and so is the OCSP
+// signer of every live intermediate.
 func (a *App) Ready(ctx context.Context) error {
 	if err := a.DB.Ping(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
@@ -200,32 +209,41 @@ func (a *App) Ready(ctx context.Context) error {
 	if end := a.Hierarchy.Intermediate().Cert.NotAfter; !now.Before(end) {
 		return fmt.Errorf("%w: issuing intermediate expired at %s", ca.ErrExpired, end.UTC().Format(time.RFC3339))
 	}
-	if end := a.Hierarchy.OCSPSigner().Cert.NotAfter; !now.Before(end) {
-		return fmt.Errorf("%w: OCSP signer expired at %s", ca.ErrExpired, end.UTC().Format(time.RFC3339))
+	for _, in := range a.Hierarchy.Intermediates() {
+		if end := in.OCSPSigner().Cert.NotAfter; !now.Before(end) {
+			return fmt.Errorf("%w: OCSP signer of intermediate generation %d expired at %s", ca.ErrExpired, in.Generation, end.UTC().Format(time.RFC3339))
+		}
 	}
 	return nil
 }
 
 // RunJobs runs the node's background jobs until ctx ends: keeping the OCSP
 // cache in step with the database (load, LISTEN, catch-up), re-signing OCSP
-// responses ahead of expiry, the CRL job and the CRL cache, the hourly
-// check that renews the delegated OCSP signer, and the audit chain's linker.
+// responses ahead of expiry, one CRL job per live intermediate and the CRL
+// cache, following the CA hierarchy (rotations made elsewhere), the hourly
+// check that renews the delegated OCSP signers and retires superseded
+// intermediates, and the audit chain's linker.
 func (a *App) RunJobs(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.OCSP.Run, a.resigner.Run, a.CRLs.Run, a.CRLJob.Run, a.renewOCSPSigner, a.AuditLinker.Run} {
+	for _, run := range []func(context.Context){a.OCSP.Run, a.resigner.Run, a.CRLs.Run, a.crlJobs.run, a.watchHierarchy, a.renewOCSPSigner, a.AuditLinker.Run} {
 		wg.Go(func() { run(ctx) })
 	}
 	wg.Wait()
 }
 
-// renewOCSPSigner checks hourly whether the delegated OCSP signer is due for
-// renewal and renews it.
+// renewOCSPSigner checks hourly whether a delegated OCSP signer is due for
+// renewal and renews it, and retires the superseded intermediates that are
+// done.
 func (a *App) renewOCSPSigner(ctx context.Context) {
 	hc := issuance.HierarchyConfig{PublicURL: a.Config.PublicBase()}
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	warned := map[string]time.Time{}
+	lastExpiry := map[string]time.Time{}
 	for {
+		if err := a.retireIntermediates(ctx, lastExpiry); err != nil && ctx.Err() == nil {
+			a.Log.Error("retiring superseded intermediates failed; will retry", "error", err)
+		}
 		renewed, err := a.Hierarchy.RenewOCSPSignerIfDue(ctx, a.DB, hc, a.Config.KeyPassphrase, a.Linter, time.Now())
 		switch {
 		case err != nil && !errors.Is(err, context.Canceled):

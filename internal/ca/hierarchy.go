@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,43 +30,81 @@ var ErrNoHierarchy = errors.New("ca: no CA hierarchy in the database; run `pkid 
 
 // Hierarchy is the CA hierarchy loaded for signing: the root certificate
 // (its key stays sealed in the database: it is needed only to create or
-// rotate intermediates), the issuing intermediate and the delegated OCSP
-// signer. The OCSP signer is replaced while serving, so it sits behind an
-// atomic pointer.
+// rotate intermediates) and the live issuing intermediates, each with its
+// delegated OCSP signer. One intermediate is current and issues; after `pkid
+// ca rotate` the ones it superseded stay loaded, signing their CRLs and
+// their OCSP signers' renewals, until their last certificate has expired.
+// The set changes while serving (rotation, retirement, signer renewal), so
+// it sits behind an atomic pointer.
 type Hierarchy struct {
-	root         *x509.Certificate
-	intermediate *issuance.Issuer
-	ocsp         atomic.Pointer[issuance.Issuer]
+	root   *x509.Certificate
+	set    atomic.Pointer[intermediateSet]
+	reload sync.Mutex // one Reload or renewal at a time
 }
 
 // Root returns the root certificate.
 func (h *Hierarchy) Root() *x509.Certificate { return h.root }
 
-// Intermediate returns the issuing intermediate.
-func (h *Hierarchy) Intermediate() *issuance.Issuer { return h.intermediate }
+// Intermediate returns the current issuing intermediate: the one that
+// issues.
+func (h *Hierarchy) Intermediate() *issuance.Issuer { return h.Current().Issuer }
 
-// IssuerByID returns the issuing intermediate with this ID (today the one;
-// several during an intermediate rollover).
+// IssuerByID returns the live intermediate with this ID, current or
+// superseded.
 func (h *Hierarchy) IssuerByID(id string) (*issuance.Issuer, error) {
-	if h.intermediate.ID == id {
-		return h.intermediate, nil
+	if in := h.set.Load().byID(id); in != nil {
+		return in.Issuer, nil
 	}
 	return nil, fmt.Errorf("ca: issuer %s is not loaded", id)
 }
 
-// Issuers returns the certificates of the issuing intermediates whose
-// certificates this node answers OCSP requests for.
-func (h *Hierarchy) Issuers() []*x509.Certificate {
-	return []*x509.Certificate{h.intermediate.Cert}
+// Issuers returns the certificates of the live intermediates, newest first:
+// the issuers this node answers OCSP requests for. The slice is the same
+// from call to call until the set changes.
+func (h *Hierarchy) Issuers() []*x509.Certificate { return h.set.Load().certs }
+
+// OCSPSigner returns the current intermediate's delegated OCSP signer.
+func (h *Hierarchy) OCSPSigner() *issuance.Issuer { return h.Current().OCSPSigner() }
+
+// OCSPSignerFor returns the delegated OCSP signer of the live intermediate
+// issuerID, or nil: RFC 6960 §4.2.2.2 wants the responder certificate issued
+// by the CA that issued the certificate in question.
+func (h *Hierarchy) OCSPSignerFor(issuerID string) *issuance.Issuer {
+	if in := h.set.Load().byID(issuerID); in != nil {
+		return in.OCSPSigner()
+	}
+	return nil
 }
 
-// OCSPSigner returns the current delegated OCSP signer.
-func (h *Hierarchy) OCSPSigner() *issuance.Issuer { return h.ocsp.Load() }
+// ChainPEM returns the current intermediate then the root, PEM encoded: what
+// a client of the current intermediate presents after its own certificate
+// (GET /ca/chain.pem).
+func (h *Hierarchy) ChainPEM() []byte { return h.chainPEM(h.Intermediate().Cert) }
 
-// ChainPEM returns the intermediate then the root, PEM encoded: what a client
-// presents after its own certificate.
-func (h *Hierarchy) ChainPEM() []byte {
-	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.intermediate.Cert.Raw})
+// ChainPEMFor returns the chain of the certificates issued by issuerID: that
+// intermediate (live or retired) then the root. It falls back to ChainPEM
+// for an issuer this node has never seen, which cannot be in its database.
+func (h *Hierarchy) ChainPEMFor(issuerID string) []byte {
+	if c := h.set.Load().all[issuerID]; c != nil {
+		return h.chainPEM(c)
+	}
+	return h.ChainPEM()
+}
+
+// BundlePEM returns every live intermediate, newest first, then the root:
+// what a relying party that pins the intermediates (nginx's
+// ssl_client_certificate, pkid-edge --ca) needs while certificates of
+// several intermediates are in use (GET /ca/bundle.pem).
+func (h *Hierarchy) BundlePEM() []byte {
+	var out []byte
+	for _, c := range h.Issuers() {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.root.Raw})...)
+}
+
+func (h *Hierarchy) chainPEM(inter *x509.Certificate) []byte {
+	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw})
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.root.Raw})...)
 }
 
@@ -259,11 +298,13 @@ func findIssuer(recs []*pki.IssuerRecord, kind pki.IssuerKind) (*pki.IssuerRecor
 	return found, nil
 }
 
-// LoadHierarchy opens the current intermediate and OCSP signer keys with
-// passphrase. It fails with an error wrapping sealedkey.ErrWrongPassphrase on
-// a wrong passphrase, ErrNoHierarchy before `pkid init`, and ErrExpired when
-// the intermediate or the OCSP signer has expired at now (pkid must not start
-// then: it would sign what no one can verify).
+// LoadHierarchy opens the keys of the live intermediates and of their OCSP
+// signers with passphrase. It fails with an error wrapping
+// sealedkey.ErrWrongPassphrase on a wrong passphrase, ErrNoHierarchy before
+// `pkid init`, and ErrExpired when the current intermediate or an OCSP
+// signer it needs has expired at now (pkid must not start then: it would
+// sign what no one can verify). A superseded intermediate that has expired
+// is left out: all its certificates have expired with it.
 func LoadHierarchy(ctx context.Context, st HierarchyStore, passphrase []byte, now time.Time) (*Hierarchy, error) {
 	recs, err := st.Issuers(ctx)
 	if err != nil {
@@ -280,60 +321,60 @@ func LoadHierarchy(ctx context.Context, st HierarchyStore, passphrase []byte, no
 	if err != nil {
 		return nil, fmt.Errorf("ca: parsing root: %w", err)
 	}
-	interRec, err := findIssuer(recs, pki.IssuerIntermediate)
+	set, err := loadIntermediates(ctx, st, recs, nil, passphrase, now)
 	if err != nil {
 		return nil, err
 	}
-	inter, err := openIssuer(interRec, passphrase, now)
-	if err != nil {
-		return nil, err
-	}
-	ocspRec, err := findIssuer(recs, pki.IssuerOCSP)
-	if err != nil {
-		return nil, err
-	}
-	ocsp, err := openIssuer(ocspRec, passphrase, now)
-	if err != nil {
-		return nil, err
-	}
-	h := &Hierarchy{root: root, intermediate: inter}
-	h.ocsp.Store(ocsp)
+	h := &Hierarchy{root: root}
+	h.set.Store(set)
 	return h, nil
 }
 
-// renewExpiredOCSPSigner replaces the delegated OCSP signer when it has
-// expired. `pkid serve` renews the signer long before that, but refuses to
+// renewExpiredOCSPSigner replaces the delegated OCSP signers that have
+// expired. `pkid serve` renews each signer long before that, but refuses to
 // start with an expired one (it would sign responses nobody can verify); if
-// every node was down through the signer's last third of life, `pkid init`
-// is how the operator recovers, since it may open the intermediate's key.
+// every node was down through a signer's last third of life, `pkid init`
+// is how the operator recovers, since it may open the intermediates' keys.
 func renewExpiredOCSPSigner(ctx context.Context, st HierarchyStore, recs []*pki.IssuerRecord, cfg issuance.HierarchyConfig, passphrase []byte, l *lint.Linter, now time.Time) error {
-	ocspRec, err := findIssuer(recs, pki.IssuerOCSP)
-	if err != nil || now.Before(ocspRec.NotAfter) {
-		return err
+	for _, interRec := range recs {
+		if interRec.Kind != pki.IssuerIntermediate || !now.Before(interRec.NotAfter) {
+			continue
+		}
+		ocspRec := signerOf(recs, interRec.ID)
+		if ocspRec != nil && now.Before(ocspRec.NotAfter) {
+			continue
+		}
+		inter, err := openIssuer(interRec, passphrase, now)
+		if err != nil {
+			return err
+		}
+		key, err := issuance.GenerateKey(elliptic.P256())
+		if err != nil {
+			return err
+		}
+		next, err := issuance.NewOCSPSigner(inter, cfg, key, now, l)
+		if err != nil {
+			return fmt.Errorf("ca: renewing the expired OCSP signer: %w", err)
+		}
+		rec, err := sealIssuer(pki.IssuerOCSP, next, inter, passphrase)
+		if err != nil {
+			return err
+		}
+		if ocspRec == nil {
+			ev := pki.AuditEvent{Actor: "system", Action: ActionOCSPSignerRenew, Outcome: pki.OutcomeSuccess,
+				Detail: map[string]any{"intermediate": inter.ID, "next": next.ID, "by": "init"}}
+			if err := st.InsertIssuers(ctx, []*pki.IssuerRecord{rec}, ev); err != nil {
+				return err
+			}
+			continue
+		}
+		ev := pki.AuditEvent{Actor: "system", Action: ActionOCSPSignerRenew, Outcome: pki.OutcomeSuccess,
+			Detail: map[string]any{"intermediate": inter.ID, "previous": ocspRec.ID, "next": next.ID, "previous_expired": ocspRec.NotAfter, "by": "init"}}
+		if err := st.ReplaceIssuer(ctx, ocspRec.ID, rec, ev); err != nil {
+			return err
+		}
 	}
-	interRec, err := findIssuer(recs, pki.IssuerIntermediate)
-	if err != nil {
-		return err
-	}
-	inter, err := openIssuer(interRec, passphrase, now)
-	if err != nil {
-		return err
-	}
-	key, err := issuance.GenerateKey(elliptic.P256())
-	if err != nil {
-		return err
-	}
-	next, err := issuance.NewOCSPSigner(inter, cfg, key, now, l)
-	if err != nil {
-		return fmt.Errorf("ca: renewing the expired OCSP signer: %w", err)
-	}
-	rec, err := sealIssuer(pki.IssuerOCSP, next, inter, passphrase)
-	if err != nil {
-		return err
-	}
-	ev := pki.AuditEvent{Actor: "system", Action: ActionOCSPSignerRenew, Outcome: pki.OutcomeSuccess,
-		Detail: map[string]any{"previous": ocspRec.ID, "next": next.ID, "previous_expired": ocspRec.NotAfter, "by": "init"}}
-	return st.ReplaceIssuer(ctx, ocspRec.ID, rec, ev)
+	return nil
 }
 
 // ErrExpired: a CA certificate pkid needs has expired.
@@ -357,44 +398,54 @@ func openIssuer(rec *pki.IssuerRecord, passphrase []byte, now time.Time) (*issua
 	return is, nil
 }
 
-// RenewOCSPSignerIfDue replaces the delegated OCSP signer once a third of
-// its lifetime is left, so that responses are never signed by a certificate
-// about to expire. It is called periodically by `pkid serve`; several nodes
-// may race, and the store lets each replacement happen once.
+// RenewOCSPSignerIfDue replaces each live intermediate's delegated OCSP
+// signer once a third of its lifetime is left, so that responses are never
+// signed by a certificate about to expire. It is called periodically by
+// `pkid serve`; several nodes may race, and the store lets each replacement
+// happen once (the losers load the winner's signer). It reports whether any
+// signer changed.
 func (h *Hierarchy) RenewOCSPSignerIfDue(ctx context.Context, st HierarchyStore, cfg issuance.HierarchyConfig, passphrase []byte, l *lint.Linter, now time.Time) (bool, error) {
-	cur := h.OCSPSigner()
-	life := cur.Cert.NotAfter.Sub(cur.Cert.NotBefore)
-	if cur.Cert.NotAfter.Sub(now) > life/3 {
-		return false, nil
-	}
-	key, err := issuance.GenerateKey(elliptic.P256())
-	if err != nil {
-		return false, err
-	}
-	next, err := issuance.NewOCSPSigner(h.intermediate, cfg, key, now, l)
-	if err != nil {
-		return false, fmt.Errorf("ca: renewing OCSP signer: %w", err)
-	}
-	rec, err := sealIssuer(pki.IssuerOCSP, next, h.intermediate, passphrase)
-	if err != nil {
-		return false, err
-	}
-	ev := pki.AuditEvent{
-		Actor: "system", Action: ActionOCSPSignerRenew, Outcome: pki.OutcomeSuccess,
-		Detail: map[string]any{"previous": cur.ID, "next": next.ID, "not_after": next.Cert.NotAfter},
-	}
-	if err := st.ReplaceIssuer(ctx, cur.ID, rec, ev); err != nil {
-		if errors.Is(err, pki.ErrNotFound) {
-			// Another node replaced it first: load theirs.
-			fresh, err := LoadHierarchy(ctx, st, passphrase, now)
-			if err != nil {
-				return false, err
-			}
-			h.ocsp.Store(fresh.OCSPSigner())
-			return true, nil
+	h.reload.Lock()
+	defer h.reload.Unlock()
+	renewed, raced := false, false
+	for _, in := range h.Intermediates() {
+		cur := in.OCSPSigner()
+		life := cur.Cert.NotAfter.Sub(cur.Cert.NotBefore)
+		if cur.Cert.NotAfter.Sub(now) > life/3 {
+			continue
 		}
-		return false, err
+		key, err := issuance.GenerateKey(elliptic.P256())
+		if err != nil {
+			return renewed, err
+		}
+		next, err := issuance.NewOCSPSigner(in.Issuer, cfg, key, now, l)
+		if err != nil {
+			return renewed, fmt.Errorf("ca: renewing the OCSP signer of %s: %w", in.Issuer.Cert.Subject, err)
+		}
+		rec, err := sealIssuer(pki.IssuerOCSP, next, in.Issuer, passphrase)
+		if err != nil {
+			return renewed, err
+		}
+		ev := pki.AuditEvent{
+			Actor: "system", Action: ActionOCSPSignerRenew, Outcome: pki.OutcomeSuccess,
+			Detail: map[string]any{"intermediate": in.Issuer.ID, "previous": cur.ID, "next": next.ID, "not_after": next.Cert.NotAfter},
+		}
+		switch err := st.ReplaceIssuer(ctx, cur.ID, rec, ev); {
+		case errors.Is(err, pki.ErrNotFound):
+			// Another node replaced it first: Reload below loads theirs.
+			raced = true
+		case err != nil:
+			return renewed, err
+		default:
+			in.ocsp.Store(next)
+			renewed = true
+		}
 	}
-	h.ocsp.Store(next)
-	return true, nil
+	if raced {
+		if _, err := h.reloadLocked(ctx, st, passphrase, now); err != nil {
+			return renewed, err
+		}
+		renewed = true
+	}
+	return renewed, nil
 }

@@ -197,7 +197,10 @@ type signRequest struct {
 
 func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, error) {
 	ev := r.event
-	issuer := s.hierarchy.Intermediate()
+	current := s.hierarchy.Current()
+	issuer := current.Issuer
+	profile := s.profile
+	profile.Generation = current.Generation
 	now := s.opts.Now()
 	serial, err := pki.NewSerial(s.rand())
 	if err != nil {
@@ -214,7 +217,7 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 	t0 := s.opts.Now()
 	var prepared *issuance.Prepared
 	if r.account != nil {
-		prepared, err = issuer.Prepare(s.profile, issuance.ClientRequest{
+		prepared, err = issuer.Prepare(profile, issuance.ClientRequest{
 			Serial:       serial,
 			PublicKey:    r.checked.PublicKey,
 			CommonName:   r.checked.CommonName,
@@ -226,7 +229,7 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 			NotAfter:     notAfter,
 		}, s.linter)
 	} else {
-		prepared, err = issuer.PrepareServer(s.profile, issuance.ServerRequest{
+		prepared, err = issuer.PrepareServer(profile, issuance.ServerRequest{
 			Serial:    serial,
 			PublicKey: r.checked.PublicKey,
 			Hostnames: r.checked.DNSNames,
@@ -322,14 +325,18 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 }
 
 // signOCSP signs c's current status (good, or revoked as recorded in c) with
-// the delegated OCSP signer, in the stored (SHA-1 CertID) form.
+// issuer's delegated OCSP signer, in the stored (SHA-1 CertID) form.
 func (s *Service) signOCSP(issuer *issuance.Issuer, c *pki.Certificate, now time.Time) (*pki.OCSPResponse, error) {
 	this, next := issuance.OCSPWindow(now, s.opts.OCSPValidity)
 	st := issuance.OCSPStatus{Serial: c.Serial, ThisUpdate: this, NextUpdate: next}
 	if c.RevokedAt != nil {
 		st.Revoked, st.RevokedAt, st.Reason = true, *c.RevokedAt, *c.RevocationReason
 	}
-	der, err := s.hierarchy.OCSPSigner().SignOCSP(issuer.Cert, st, crypto.SHA1)
+	signer := s.hierarchy.OCSPSignerFor(issuer.ID)
+	if signer == nil {
+		return nil, fmt.Errorf("ca: issuer %s is not loaded", issuer.ID)
+	}
+	der, err := signer.SignOCSP(issuer.Cert, st, crypto.SHA1)
 	if err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}

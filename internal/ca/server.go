@@ -42,9 +42,12 @@ func (s *Service) IssueServerCertificate(ctx context.Context, hostnames []string
 	if err != nil {
 		return nil, fmt.Errorf("ca: issuing the TLS listener's certificate: %w", err)
 	}
-	h := s.hierarchy
+	issuer, err := s.hierarchy.IssuerByID(c.IssuerID)
+	if err != nil {
+		return nil, err
+	}
 	return &tls.Certificate{
-		Certificate: [][]byte{c.DER, h.Intermediate().Cert.Raw},
+		Certificate: [][]byte{c.DER, issuer.Cert.Raw},
 		PrivateKey:  crypto.Signer(key),
 		Leaf:        mustParse(c.DER),
 	}, nil

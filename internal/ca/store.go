@@ -52,6 +52,22 @@ type HierarchyStore interface {
 	// it first).
 	ReplaceIssuer(ctx context.Context, oldID string, rec *pki.IssuerRecord, ev pki.AuditEvent) error
 
+	// RetiredIntermediates returns the intermediates that have been
+	// retired, for the chains of their (expired) certificates.
+	RetiredIntermediates(ctx context.Context) ([]*pki.IssuerRecord, error)
+	// RotateIntermediate marks the current intermediate oldID superseded and
+	// stores its successor inter and the successor's OCSP signer, with ev, in
+	// one transaction. It returns ErrNotFound, storing nothing, when oldID is
+	// no longer the current intermediate (another rotation won).
+	RotateIntermediate(ctx context.Context, oldID string, inter, signer *pki.IssuerRecord, ev pki.AuditEvent) error
+	// RetireIntermediate retires the superseded intermediate id and its OCSP
+	// signers, with ev, in one transaction; ErrNotFound when it is not a
+	// live superseded intermediate (another node retired it first).
+	RetireIntermediate(ctx context.Context, id string, ev pki.AuditEvent) error
+	// LastCertificateExpiry returns the latest notAfter of the certificates
+	// issuerID issued (pending ones included), or the zero time.
+	LastCertificateExpiry(ctx context.Context, issuerID string) (time.Time, error)
+
 	// LatestCRL returns the newest CRL of an issuer, or ErrNotFound.
 	LatestCRL(ctx context.Context, issuerID string) (*pki.CRL, error)
 	// NextCRLNumber draws the next CRL number (they grow across issuers and

@@ -21,6 +21,7 @@ type Handler struct {
 	cache        *Cache
 	root         func() string
 	intermediate func() string
+	generation   func(gen int) (issuerID string, ok bool)
 	now          func() time.Time
 }
 
@@ -35,9 +36,23 @@ func NewHandler(cache *Cache, rootID, intermediateID func() string, now func() t
 	return &Handler{cache: cache, root: rootID, intermediate: intermediateID, now: now}
 }
 
-// Routes registers GET (and HEAD) /crl, /crl.pem and /ca/root.crl on r.
+// ByGeneration makes h also serve the CRL of each live intermediate at
+// /crl/{generation} (DER) and /crl/{generation}.pem, the distribution points
+// that the certificates of intermediates made by `pkid ca rotate` name.
+// issuer returns the ID of the live intermediate of a generation, ok false
+// when there is none (404). It returns h.
+func (h *Handler) ByGeneration(issuer func(gen int) (issuerID string, ok bool)) *Handler {
+	h.generation = issuer
+	return h
+}
+
+// Routes registers GET (and HEAD) /crl, /crl.pem and /ca/root.crl on r, and
+// /crl/{generation}[.pem] after ByGeneration.
 func (h *Handler) Routes(r chi.Router) {
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		if h.generation != nil {
+			r.MethodFunc(m, "/crl/{generation}", h.serveGeneration)
+		}
 		r.MethodFunc(m, "/crl", func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, h.intermediate(), false) })
 		r.MethodFunc(m, "/crl.pem", func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, h.intermediate(), true) })
 		r.MethodFunc(m, "/ca/root.crl", func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, h.root(), false) })
@@ -80,6 +95,44 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, issuerID string,
 }
 
 // unavailable answers 503 with an RFC 9457 problem.
+// maxGenerationDigits bounds the generation in /crl/{generation}: a
+// million rotations is more than any CA makes.
+const maxGenerationDigits = 6
+
+// serveGeneration serves /crl/{generation} and /crl/{generation}.pem: the
+// generation is a decimal number without leading zeros, so that each CRL
+// has one URL.
+func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request) {
+	param := chi.URLParam(r, "generation")
+	digits, asPEM := strings.CutSuffix(param, ".pem")
+	gen, err := strconv.Atoi(digits)
+	if err != nil || len(digits) > maxGenerationDigits || gen < 1 || strconv.Itoa(gen) != digits {
+		notFound(w, "no CRL at this path: /crl/ is followed by an intermediate's generation, e.g. /crl/2")
+		return
+	}
+	id, ok := h.generation(gen)
+	if !ok {
+		notFound(w, "no live intermediate of generation "+digits)
+		return
+	}
+	h.serve(w, r, id, asPEM)
+}
+
+// notFound writes a 404 problem, as internal/api words it.
+func notFound(w http.ResponseWriter, detail string) {
+	status := http.StatusNotFound
+	hd := w.Header()
+	hd.Set("Content-Type", "application/problem+json")
+	hd.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type":   "urn:pkid:error:notFound",
+		"title":  "Not found",
+		"status": status,
+		"detail": detail,
+	})
+}
+
 func unavailable(w http.ResponseWriter, detail string) {
 	hd := w.Header()
 	hd.Set("Content-Type", "application/problem+json")

@@ -76,9 +76,14 @@ type ClientRequest struct {
 type ClientProfile struct {
 	// PublicURL is the base of the URLs written into certificates: OCSP
 	// {PublicURL}/ocsp and CA issuers {PublicURL}/ca/issuer.cer in
-	// authorityInformationAccess, and CRL distribution point {PublicURL}/crl.
+	// authorityInformationAccess, and CRL distribution point {PublicURL}/crl
+	// (other paths for a later Generation).
 	// It must be plain http (see HierarchyConfig.PublicURL).
 	PublicURL string
+	// Generation is the issuing intermediate's generation (1 for the one
+	// `pkid init` made; 0 means 1): it chooses the CRL distribution point
+	// and caIssuers paths, CRLPath and IssuerPath.
+	Generation int
 	// MaxValidity caps notAfter - issuance time. Zero means
 	// MaxClientValidity, which it may not exceed.
 	MaxValidity time.Duration
@@ -173,8 +178,8 @@ func (i *Issuer) prepareClient(p ClientProfile, req ClientRequest, l certLinter)
 		IsCA:                  false,
 		SubjectKeyId:          ski,
 		OCSPServer:            []string{base + "/ocsp"},
-		IssuingCertificateURL: []string{base + "/ca/issuer.cer"},
-		CRLDistributionPoints: []string{base + "/crl"},
+		IssuingCertificateURL: []string{base + IssuerPath(p.Generation)},
+		CRLDistributionPoints: []string{base + CRLPath(p.Generation)},
 		DNSNames:              append([]string(nil), req.DNSNames...),
 		URIs:                  uris,
 	}

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -68,13 +69,44 @@ func (e *CRLLintError) Unwrap() error { return e.Err }
 // CRLURL returns the CRL distribution point that client certificates carry
 // for publicURL, {publicURL}/crl, exactly as the client profile writes it: an
 // IssuingDistributionPoint must match it byte for byte (RFC 5280 §5.2.5;
-// Boulder's crl/idp). It fails for what Prepare would refuse.
+// Boulder's crl/idp). It fails for what Prepare would refuse. It is the
+// first intermediate's; CRLURLOf gives any generation's.
 func CRLURL(publicURL string) (string, error) {
+	return CRLURLOf(publicURL, 1)
+}
+
+// CRLURLOf returns the CRL distribution point that the certificates of the
+// intermediate of generation gen carry: {publicURL}{CRLPath(gen)}.
+func CRLURLOf(publicURL string, gen int) (string, error) {
 	base, err := baseURL(publicURL)
 	if err != nil {
 		return "", err
 	}
-	return base + "/crl", nil
+	return base + CRLPath(gen), nil
+}
+
+// CRLPath returns the path, under the public URL, of the CRL of the
+// intermediate of generation gen, as the certificates it issues name it:
+// /crl for the first (the one `pkid init` makes, and the only one until
+// `pkid ca rotate` runs: CONTRACT.md's distribution point), /crl/{gen} for
+// each one a rotation makes. A URL in a certificate must name the same CRL
+// for the certificate's whole life, so a later intermediate cannot take over
+// /crl while certificates of the first still name it.
+func CRLPath(gen int) string {
+	if gen <= 1 {
+		return "/crl"
+	}
+	return "/crl/" + strconv.Itoa(gen)
+}
+
+// IssuerPath returns the path, under the public URL, of the DER certificate
+// of the intermediate of generation gen, as its certificates' caIssuers
+// name it: /ca/issuer.cer for the first, /ca/issuer/{gen}.cer after.
+func IssuerPath(gen int) string {
+	if gen <= 1 {
+		return "/ca/issuer.cer"
+	}
+	return "/ca/issuer/" + strconv.Itoa(gen) + ".cer"
 }
 
 // crlLinter is what SignCRL needs of a linter; *lint.Linter is one.

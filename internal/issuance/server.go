@@ -73,8 +73,8 @@ func (i *Issuer) PrepareServer(p ClientProfile, req ServerRequest, l *lint.Linte
 		BasicConstraintsValid: true,
 		SubjectKeyId:          ski,
 		OCSPServer:            []string{base + "/ocsp"},
-		IssuingCertificateURL: []string{base + "/ca/issuer.cer"},
-		CRLDistributionPoints: []string{base + "/crl"},
+		IssuingCertificateURL: []string{base + IssuerPath(p.Generation)},
+		CRLDistributionPoints: []string{base + CRLPath(p.Generation)},
 	}
 	for _, h := range req.Hostnames {
 		if ip := net.ParseIP(h); ip != nil {

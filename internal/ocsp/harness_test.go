@@ -99,8 +99,8 @@ func makeHierarchy() (*hierarchy, error) {
 	return h, nil
 }
 
-func (h *hierarchy) issuers() []*x509.Certificate { return []*x509.Certificate{h.inter.Cert} }
-func (h *hierarchy) current() *issuance.Issuer    { return h.signer }
+func (h *hierarchy) issuers() []*x509.Certificate    { return []*x509.Certificate{h.inter.Cert} }
+func (h *hierarchy) current(string) *issuance.Issuer { return h.signer }
 
 // leaf issues a real client certificate under the intermediate.
 func (h *hierarchy) leaf(t testing.TB) *x509.Certificate {
@@ -244,7 +244,7 @@ func newServer(t testing.TB, h *hierarchy, st ocsp.Store, opts ocsp.CacheOptions
 }
 
 // newServerWith serves c for the issuers given, signing with signer.
-func newServerWith(t testing.TB, c *ocsp.Cache, issuers func() []*x509.Certificate, signer func() *issuance.Issuer) *server {
+func newServerWith(t testing.TB, c *ocsp.Cache, issuers func() []*x509.Certificate, signer func(string) *issuance.Issuer) *server {
 	t.Helper()
 	m := &countingMetrics{counts: map[[2]string]int{}}
 	r := ocsp.NewResponder(c, issuers, signer, nil, m)

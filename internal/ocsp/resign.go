@@ -55,15 +55,16 @@ type Resigner struct {
 	st      ResignStore
 	cache   *Cache
 	issuers func() []*x509.Certificate
-	signer  func() *issuance.Issuer
+	signer  func(issuerID string) *issuance.Issuer
 	opts    ResignerOptions
 }
 
 // NewResigner returns a Resigner that reads and writes st, installs what it
-// writes in cache (which may be nil), and signs with signer() for those of
-// issuers() that certified it. It fails when opts.Validity is over
+// writes in cache (which may be nil), and signs the responses of each of
+// issuers() with signer(its ID), the delegated responder that issuer
+// certified (an issuer whose signer it did not certify is skipped). It fails when opts.Validity is over
 // MaxResponseValidity or BatchSize over 10,000.
-func NewResigner(st ResignStore, cache *Cache, issuers func() []*x509.Certificate, signer func() *issuance.Issuer, opts ResignerOptions) (*Resigner, error) {
+func NewResigner(st ResignStore, cache *Cache, issuers func() []*x509.Certificate, signer func(issuerID string) *issuance.Issuer, opts ResignerOptions) (*Resigner, error) {
 	if opts.Validity == 0 {
 		opts.Validity = 24 * time.Hour
 	}
@@ -124,18 +125,25 @@ var ErrNoResponder = errors.New("ocsp: the delegated OCSP responder is certified
 // and returns how many it wrote.
 func (r *Resigner) ResignDue(ctx context.Context) (int, error) {
 	now := r.opts.Now()
-	signer := r.signer()
-	byID := map[string]*x509.Certificate{}
+	type signing struct {
+		issuer *x509.Certificate
+		signer *issuance.Issuer
+	}
+	byID := map[string]signing{}
 	var ids []string
 	for _, c := range r.issuers() {
-		if c == nil || !signer.CanSignOCSPFor(c) {
+		if c == nil {
 			continue
 		}
 		a, err := newAuthority(c)
 		if err != nil {
 			return 0, err
 		}
-		byID[a.id] = c
+		signer := r.signer(a.id)
+		if !signer.CanSignOCSPFor(c) {
+			continue
+		}
+		byID[a.id] = signing{c, signer}
 		ids = append(ids, a.id)
 	}
 	if len(ids) == 0 {
@@ -144,8 +152,8 @@ func (r *Resigner) ResignDue(ctx context.Context) (int, error) {
 	due := now.Add(r.opts.Validity / 2)
 	this, next := issuance.OCSPWindow(now, r.opts.Validity)
 	sign := func(c *pki.Certificate, old *pki.OCSPResponse) (*pki.OCSPResponse, error) {
-		issuer := byID[old.IssuerID]
-		if issuer == nil {
+		by, ok := byID[old.IssuerID]
+		if !ok {
 			return nil, nil
 		}
 		st := issuance.OCSPStatus{Serial: c.Serial, ThisUpdate: this, NextUpdate: next}
@@ -155,7 +163,7 @@ func (r *Resigner) ResignDue(ctx context.Context) (int, error) {
 				st.Reason = *c.RevocationReason
 			}
 		}
-		der, err := signer.SignOCSP(issuer, st, crypto.SHA1)
+		der, err := by.signer.SignOCSP(by.issuer, st, crypto.SHA1)
 		if err != nil {
 			return nil, err
 		}

@@ -233,7 +233,7 @@ func TestResignerRefusals(t *testing.T) {
 		}
 	}
 	// A responder that the issuer did not certify cannot re-sign for it.
-	r, err := ocsp.NewResigner(db, nil, h.issuers, func() *issuance.Issuer { return h.otherSigner }, ocsp.ResignerOptions{})
+	r, err := ocsp.NewResigner(db, nil, h.issuers, func(string) *issuance.Issuer { return h.otherSigner }, ocsp.ResignerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func (nopMetrics) OCSPAnswered(string, string) {}
 type Responder struct {
 	cache   *Cache
 	issuers *issuerTables
-	signer  func() *issuance.Issuer
+	signer  func(issuerID string) *issuance.Issuer
 	log     *slog.Logger
 	metrics Metrics
 	now     func() time.Time
@@ -44,11 +44,12 @@ type Responder struct {
 // certificates of the issuing CAs it answers for (several during a
 // rollover); it is called on every request and should be cheap: the name
 // and key hashes are computed again only when the certificates it returns
-// change. signer returns the current delegated OCSP responder, used only to
-// sign the SHA-256 form of a response on first demand, and only for an
-// issuer that certified it. log receives debug lines about refused requests
+// change. signer returns the delegated OCSP responder of the issuer with
+// this ID (each issuer has its own: RFC 6960 §4.2.2.2), used only to sign
+// the SHA-256 form of a response on first demand, and only if that issuer
+// certified it. log receives debug lines about refused requests
 // and errors; m may be nil.
-func NewResponder(c *Cache, issuers func() []*x509.Certificate, signer func() *issuance.Issuer, log *slog.Logger, m Metrics) *Responder {
+func NewResponder(c *Cache, issuers func() []*x509.Certificate, signer func(issuerID string) *issuance.Issuer, log *slog.Logger, m Metrics) *Responder {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -283,7 +284,7 @@ func (r *Responder) sha256Form(e *entry, a *authority) (*variant, bool, error) {
 	if v := e.sha256.Load(); v != nil {
 		return v, false, nil
 	}
-	signer := r.signer()
+	signer := r.signer(a.id)
 	if !signer.CanSignOCSPFor(a.cert) {
 		return nil, false, errNoSigner
 	}

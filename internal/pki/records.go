@@ -325,6 +325,12 @@ type IssuerRecord struct {
 	NotAfter     time.Time
 	CreatedAt    time.Time
 	RetiredAt    *time.Time
+	// Generation numbers intermediates, 1 for the one `pkid init` made, one
+	// more for each `pkid ca rotate`; other kinds have 1.
+	Generation int
+	// SupersededAt is when a newer intermediate took over issuance; nil for
+	// the current intermediate and for other kinds.
+	SupersededAt *time.Time
 }
 
 // TokenKeyRecord is a stored signing key for pkid's own JWTs.

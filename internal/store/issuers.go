@@ -10,13 +10,13 @@ import (
 )
 
 const issuerColumns = `id, kind, COALESCE(parent_id, ''), certificate, encrypted_key, COALESCE(key_uri, ''),
-	subject, not_before, not_after, created_at, retired_at`
+	subject, not_before, not_after, created_at, retired_at, generation, superseded_at`
 
 func scanIssuer(row pgx.Row) (*pki.IssuerRecord, error) {
 	var r pki.IssuerRecord
 	var kind string
 	if err := row.Scan(&r.ID, &kind, &r.ParentID, &r.Certificate, &r.EncryptedKey, &r.KeyURI,
-		&r.Subject, &r.NotBefore, &r.NotAfter, &r.CreatedAt, &r.RetiredAt); err != nil {
+		&r.Subject, &r.NotBefore, &r.NotAfter, &r.CreatedAt, &r.RetiredAt, &r.Generation, &r.SupersededAt); err != nil {
 		return nil, err
 	}
 	r.Kind = pki.IssuerKind(kind)
@@ -24,7 +24,8 @@ func scanIssuer(row pgx.Row) (*pki.IssuerRecord, error) {
 }
 
 // Issuers returns every issuer that is not retired: the root first, then
-// intermediates, then OCSP signers, oldest first within a kind.
+// intermediates, then OCSP signers, oldest first within a kind. Superseded
+// intermediates are listed: they still sign their CRLs and OCSP signers.
 func (db *DB) Issuers(ctx context.Context) ([]*pki.IssuerRecord, error) {
 	rows, err := db.pool.Query(ctx, "SELECT "+issuerColumns+` FROM issuers WHERE retired_at IS NULL
 		ORDER BY CASE kind WHEN 'root' THEN 0 WHEN 'intermediate' THEN 1 ELSE 2 END, created_at, id`)
@@ -41,8 +42,8 @@ func (db *DB) Issuers(ctx context.Context) ([]*pki.IssuerRecord, error) {
 }
 
 const insertIssuerSQL = `INSERT INTO issuers (id, kind, parent_id, certificate, encrypted_key, key_uri,
-	subject, not_before, not_after, created_at, retired_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10::timestamptz, now()), $11)
+	subject, not_before, not_after, created_at, retired_at, generation, superseded_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10::timestamptz, now()), $11, GREATEST($12::int, 1), $13)
 RETURNING created_at`
 
 // queueIssuer adds the insert of r to b; the row's created_at is scanned into
@@ -53,7 +54,8 @@ func queueIssuer(b *pgx.Batch, r *pki.IssuerRecord) {
 		key = r.EncryptedKey
 	}
 	b.Queue(insertIssuerSQL, r.ID, string(r.Kind), nullText(r.ParentID), r.Certificate, key,
-		nullText(r.KeyURI), storable(r.Subject), r.NotBefore, r.NotAfter, nullTime(r.CreatedAt), r.RetiredAt).
+		nullText(r.KeyURI), storable(r.Subject), r.NotBefore, r.NotAfter, nullTime(r.CreatedAt), r.RetiredAt,
+		r.Generation, r.SupersededAt).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&r.CreatedAt) })
 }
 

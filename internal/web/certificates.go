@@ -210,7 +210,7 @@ func (a *Admin) certificatePEM(w http.ResponseWriter, r *http.Request) {
 	body := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER})
 	name := c.Serial.String() + ".pem"
 	if r.URL.Query().Get("chain") == "1" {
-		body = append(body, a.certs.Hierarchy().ChainPEM()...)
+		body = append(body, a.certs.Hierarchy().ChainPEMFor(c.IssuerID)...)
 		name = c.Serial.String() + "-chain.pem"
 	}
 	download(w, name, body)

@@ -90,7 +90,7 @@ func run(addr string, n int, out, profile string) error {
 	metrics := newMetrics()
 	router := chi.NewRouter()
 	issuers := []*x509.Certificate{inter.Cert}
-	ocsp.NewResponder(cache, func() []*x509.Certificate { return issuers }, func() *issuance.Issuer { return signer }, nil, metrics).Routes(router)
+	ocsp.NewResponder(cache, func() []*x509.Certificate { return issuers }, func(string) *issuance.Issuer { return signer }, nil, metrics).Routes(router)
 	fixed := make([]byte, 400)
 	router.Get("/fixed", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/ocsp-response")
