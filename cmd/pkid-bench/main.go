@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -69,6 +70,7 @@ func run() error {
 	concList := flag.String("concurrency", "1,8,64", "comma-separated client concurrencies")
 	noLintConc := flag.Int("nolint-concurrency", 64, "concurrency of the run with linting off (0 skips it)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the end-to-end runs to this file")
+	withCeiling := flag.Bool("ceiling", true, "measure the in-process ceiling first (false: skip it, for quick comparisons)")
 	revocations := flag.Int("revocations", 100, "revocations whose visibility on a second node is measured (0 skips it)")
 	flag.Parse()
 	var concs []int
@@ -86,6 +88,11 @@ func run() error {
 		return err
 	}
 	defer drop()
+	su, err := url.Parse(scratch)
+	if err != nil {
+		return err
+	}
+	meter := cpuMeter{adminURL: *dbURL, database: strings.TrimPrefix(su.Path, "/")}
 
 	cfg := config.Defaults()
 	cfg.DatabaseURL = scratch
@@ -109,21 +116,22 @@ func run() error {
 	fmt.Println()
 	fmt.Println("| stage | certificates/s |")
 	fmt.Println("| --- | ---: |")
-	ceilNoLint, err := ceiling(ctx, cfg, csrs, *duration, false)
-	if err != nil {
-		return err
+	ceilNoLint, ceilLint := math.NaN(), math.NaN()
+	if *withCeiling {
+		if ceilNoLint, err = ceiling(ctx, cfg, csrs, *duration, false); err != nil {
+			return err
+		}
+		fmt.Printf("| CSR check + sign | %.0f |\n", ceilNoLint)
+		if ceilLint, err = ceiling(ctx, cfg, csrs, *duration, true); err != nil {
+			return err
+		}
+		fmt.Printf("| CSR check + lint + sign | %.0f |\n\n", ceilLint)
 	}
-	fmt.Printf("| CSR check + sign | %.0f |\n", ceilNoLint)
-	ceilLint, err := ceiling(ctx, cfg, csrs, *duration, true)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("| CSR check + lint + sign | %.0f |\n\n", ceilLint)
 
 	fmt.Println("## End to end: POST /api/v1/certificates over loopback, Postgres fsync on")
 	fmt.Println()
-	fmt.Println("| lint | concurrency | certificates/s | p50 ms | p99 ms | errors | of ceiling |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Println("| lint | concurrency | certificates/s | p50 ms | p99 ms | errors | of ceiling | pkid-bench CPU µs/cert | Postgres CPU µs/cert |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	// One account for every run: its keys are certified by the first run,
 	// and pkid refuses to certify a key for a second account.
 	token, err := benchToken(ctx, cfg)
@@ -142,18 +150,18 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 	for _, c := range concs {
-		res, err := endToEnd(ctx, cfg, token, csrs, c, *duration, false, stages)
+		res, err := endToEnd(ctx, cfg, meter, token, csrs, c, *duration, false, stages)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| on | %d | %.0f | %.1f | %.1f | %d | %.0f%% |\n", c, res.rate, ms(res.p50), ms(res.p99), res.errors, 100*res.rate/ceilLint)
+		fmt.Printf("| on | %d | %.0f | %.1f | %.1f | %d | %.0f%% | %.0f | %.0f |\n", c, res.rate, ms(res.p50), ms(res.p99), res.errors, 100*res.rate/ceilLint, res.selfCPU, res.pgCPU)
 	}
 	if *noLintConc > 0 {
-		res, err := endToEnd(ctx, cfg, token, csrs, *noLintConc, *duration, true, nil)
+		res, err := endToEnd(ctx, cfg, meter, token, csrs, *noLintConc, *duration, true, nil)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| off | %d | %.0f | %.1f | %.1f | %d | %.0f%% |\n", *noLintConc, res.rate, ms(res.p50), ms(res.p99), res.errors, 100*res.rate/ceilNoLint)
+		fmt.Printf("| off | %d | %.0f | %.1f | %.1f | %d | %.0f%% | %.0f | %.0f |\n", *noLintConc, res.rate, ms(res.p50), ms(res.p99), res.errors, 100*res.rate/ceilNoLint, res.selfCPU, res.pgCPU)
 	}
 	if *revocations > 0 {
 		// Fresh CSRs: keyCompromise blocks each key it revokes.
@@ -172,6 +180,9 @@ func run() error {
 		fmt.Println("| ---: | ---: | ---: | ---: |")
 		fmt.Printf("| %d | %.1f | %.1f | %.1f |\n", len(lat), ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]), ms(lat[len(lat)-1]))
 	}
+	if err := printTableStats(ctx, scratch); err != nil {
+		return err
+	}
 	fmt.Println()
 	fmt.Println("## Cost of each issuance stage (mean over the lint-on runs, server side)")
 	fmt.Println()
@@ -180,6 +191,26 @@ func run() error {
 	for _, s := range stages.summary() {
 		fmt.Printf("| %s | %.0f |\n", s.name, s.meanMicros)
 	}
+	return nil
+}
+
+// printTableStats reports how many of the certificates table's updates were
+// HOT (heap-only: no index entries written), which is what MarkIssued's
+// update costs hinge on.
+func printTableStats(ctx context.Context, dbURL string) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	// The statistics reach the collector up to a second after the changes.
+	time.Sleep(1500 * time.Millisecond)
+	var upd, hot int64
+	if err := conn.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+		WHERE relname = 'certificates'`).Scan(&upd, &hot); err != nil {
+		return err
+	}
+	fmt.Printf("\nUpdates of the certificates table: %d, of which HOT (no index entries written): %d\n", upd, hot)
 	return nil
 }
 
@@ -309,11 +340,14 @@ type result struct {
 	rate     float64
 	p50, p99 time.Duration
 	errors   int64
+	// CPU microseconds per certificate: this process (server and load
+	// generator) and the Postgres processes (see cpuMeter).
+	selfCPU, pgCPU float64
 }
 
 // endToEnd serves a fresh App on a loopback listener and drives it with c
 // clients for d.
-func endToEnd(ctx context.Context, cfg config.Config, token string, csrs []string, c int, d time.Duration, noLint bool, obs ca.Observer) (result, error) {
+func endToEnd(ctx context.Context, cfg config.Config, meter cpuMeter, token string, csrs []string, c int, d time.Duration, noLint bool, obs ca.Observer) (result, error) {
 	opts := app.Options{DisableLint: noLint, SkipMigrate: true, MaxDBConns: int32(max(8, min(c, 32)))}
 	if obs != nil {
 		opts.CAObserver = obs
@@ -340,16 +374,27 @@ func endToEnd(ctx context.Context, cfg config.Config, token string, csrs []strin
 
 	// Warm up connections, statement caches and the pool.
 	drive(client, base, token, bodies, c, time.Second)
+	before, err := meter.sample(ctx)
+	if err != nil {
+		return result{}, err
+	}
 	lat, errs := drive(client, base, token, bodies, c, d)
+	after, err := meter.sample(ctx)
+	if err != nil {
+		return result{}, err
+	}
 	slices.Sort(lat)
 	if len(lat) == 0 {
 		return result{}, errors.New("no request succeeded")
 	}
+	n := float64(len(lat))
 	return result{
-		rate:   float64(len(lat)) / d.Seconds(),
-		p50:    lat[len(lat)/2],
-		p99:    lat[len(lat)*99/100],
-		errors: errs,
+		rate:    n / d.Seconds(),
+		p50:     lat[len(lat)/2],
+		p99:     lat[len(lat)*99/100],
+		errors:  errs,
+		selfCPU: float64((after.self - before.self).Microseconds()) / n,
+		pgCPU:   float64((after.postgres - before.postgres).Microseconds()) / n,
 	}, nil
 }
 
