@@ -143,10 +143,11 @@ var markIssuedSQL = `WITH cur AS (
 SELECT (SELECT state FROM cur), EXISTS (SELECT 1 FROM upd)`
 
 // MarkIssued stores der, the signed certificate, and its SHA-256 fingerprint
-// for the pending row serial, moves it to issued and writes ev, in one
-// statement (one round trip). It fails with pki.ErrNotFound for an unknown
+// for the pending row serial, moves it to issued and writes ev, and returns
+// once that is committed. It fails with pki.ErrNotFound for an unknown
 // serial, and with an error (writing nothing) when the row is not pending: a
-// serial is signed once.
+// serial is signed once. Concurrent calls share one statement and one commit
+// (group commit, see issued.go).
 func (db *DB) MarkIssued(ctx context.Context, serial pki.Serial, der, fingerprint []byte, ev pki.AuditEvent) error {
 	if len(der) == 0 || len(fingerprint) != 32 {
 		return fmt.Errorf("store: certificate %s: need the DER and a 32-byte fingerprint", serial)
@@ -155,19 +156,7 @@ func (db *DB) MarkIssued(ctx context.Context, serial pki.Serial, der, fingerprin
 	if err != nil {
 		return err
 	}
-	args := append([]any{string(serial), der, fingerprint}, audit...)
-	var state *string
-	var updated bool
-	if err := db.pool.QueryRow(ctx, markIssuedSQL, args...).Scan(&state, &updated); err != nil {
-		return fmt.Errorf("store: marking certificate %s issued: %w", serial, mapErr(err))
-	}
-	switch {
-	case state == nil:
-		return fmt.Errorf("store: certificate %s: %w", serial, pki.ErrNotFound)
-	case !updated:
-		return fmt.Errorf("%w: %s is %s", errNotPending, serial, *state)
-	}
-	return nil
+	return db.issued.markIssued(ctx, db, &issuedItem{serial: serial, der: der, fp: fingerprint, audit: audit})
 }
 
 // certColumns are read by scanCertificate, in its order. lintColumn is the

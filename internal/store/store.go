@@ -24,7 +24,8 @@ import (
 // DB is pkid's database: a pgx connection pool and the queries run on it. It
 // is safe for concurrent use.
 type DB struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	issued issuedGroup // MarkIssued's group commit
 }
 
 // Option adjusts how Open connects.

@@ -1,0 +1,33 @@
+package store
+
+import (
+	"context"
+
+	"github.com/pkid/pkid/internal/pki"
+)
+
+// IssuedRow is one row for FlushIssued.
+type IssuedRow struct {
+	Serial  pki.Serial
+	DER, FP []byte
+	Event   pki.AuditEvent
+}
+
+// FlushIssued writes rows as one batch of MarkIssued's group commit, however
+// many calls are in flight, and returns each row's outcome.
+func FlushIssued(ctx context.Context, db *DB, rows []IssuedRow) []error {
+	batch := make([]*issuedItem, len(rows))
+	for i, r := range rows {
+		audit, err := auditArgs(&r.Event)
+		if err != nil {
+			panic(err)
+		}
+		batch[i] = &issuedItem{serial: r.Serial, der: r.DER, fp: r.FP, audit: audit}
+	}
+	db.flushIssued(ctx, batch)
+	errs := make([]error, len(batch))
+	for i, it := range batch {
+		errs[i] = it.err
+	}
+	return errs
+}
