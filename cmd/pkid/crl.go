@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -30,9 +32,12 @@ type crlFetch struct {
 	caFile  string
 	out     string
 	rootCRL bool
-	timeout time.Duration
-	now     func() time.Time
-	client  *http.Client
+	// intermediates: fetch the CRL of every live intermediate, as
+	// ca/intermediates beside url lists them, instead of url's alone.
+	intermediates bool
+	timeout       time.Duration
+	now           func() time.Time
+	client        *http.Client
 }
 
 // fetchedCRL is one CRL of the output file: where it came from and what it
@@ -55,9 +60,11 @@ type fetchState struct {
 	SHA256       string `json:"sha256"`
 }
 
-// cmdCRLFetch is `pkid crl fetch --url URL --ca FILE --out FILE [--root-crl]`:
-// it downloads pkid's CRL (and with --root-crl the root's CRL, from
-// ca/root.crl next to URL) with a conditional GET, verifies each CRL's
+// cmdCRLFetch is `pkid crl fetch --url URL --ca FILE --out FILE [--root-crl]
+// [--intermediates]`: it downloads pkid's CRL (with --intermediates the CRL
+// of every live intermediate, as ca/intermediates next to URL lists them:
+// two or more after `pkid ca rotate`; with --root-crl also the root's CRL,
+// from ca/root.crl next to URL) with a conditional GET, verifies each CRL's
 // signature against the CA certificates in FILE, checks that it is current
 // (thisUpdate passed, nextUpdate ahead) and that its number did not go down
 // from the CRL of the same issuer in the existing output, and replaces the
@@ -73,6 +80,7 @@ func cmdCRLFetch(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&f.caFile, "ca", "", "PEM file of the CA certificates the CRLs must be signed by (the root, or the chain)")
 	fs.StringVar(&f.out, "out", "", "file to write the CRLs to, PEM; replaced atomically")
 	fs.BoolVar(&f.rootCRL, "root-crl", false, "also fetch the root's CRL (ca/root.crl beside --url) into --out, for checking the whole chain")
+	fs.BoolVar(&f.intermediates, "intermediates", false, "fetch the CRL of every live intermediate (ca/intermediates beside --url lists them; several after `pkid ca rotate`) instead of --url's alone; --ca must then hold them all (GET /ca/bundle.pem)")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit for the whole fetch")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -110,6 +118,11 @@ func (f *crlFetch) run(ctx context.Context) (bool, []*fetchedCRL, error) {
 		return false, nil, err
 	}
 	urls := []string{f.url}
+	if f.intermediates {
+		if urls, err = f.intermediateCRLs(ctx); err != nil {
+			return false, nil, err
+		}
+	}
 	if f.rootCRL {
 		root, err := siblingURL(f.url, "ca/root.crl")
 		if err != nil {
@@ -133,8 +146,12 @@ func (f *crlFetch) run(ctx context.Context) (bool, []*fetchedCRL, error) {
 		changed = changed || c.modified
 		crls = append(crls, c)
 	}
-	if len(crls) == 2 && bytes.Equal(crls[0].crl.RawIssuer, crls[1].crl.RawIssuer) {
-		return false, nil, errors.New("the CRL and the root's CRL have the same issuer")
+	for i := range crls {
+		for j := i + 1; j < len(crls); j++ {
+			if bytes.Equal(crls[i].crl.RawIssuer, crls[j].crl.RawIssuer) {
+				return false, nil, fmt.Errorf("%s and %s are CRLs of the same issuer", crls[i].url, crls[j].url)
+			}
+		}
 	}
 	if !changed && len(existing) == len(crls) {
 		return false, crls, nil
@@ -154,6 +171,61 @@ func (f *crlFetch) run(ctx context.Context) (bool, []*fetchedCRL, error) {
 		_ = writeAtomically(f.statePath(), append(b, '\n'), 0o644)
 	}
 	return true, crls, nil
+}
+
+// maxIndexBytes bounds the answer of ca/intermediates: a few kilobytes per
+// live intermediate, and there are rarely more than two.
+const maxIndexBytes = 1 << 20
+
+// crlPathRE is the form of the crl_path that ca/intermediates gives: pkid's
+// own CRL routes and nothing else, so that the answer cannot point the
+// fetch anywhere but at pkid.
+var crlPathRE = regexp.MustCompile(`^/crl(/[1-9][0-9]{0,5})?$`)
+
+// intermediateCRLs asks ca/intermediates beside f.url for the live
+// intermediates and returns the URL of each one's CRL, resolved like
+// ca/root.crl against f.url.
+func (f *crlFetch) intermediateCRLs(ctx context.Context) ([]string, error) {
+	index, err := siblingURL(f.url, "ca/intermediates")
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, index, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", index, resp.Status)
+	}
+	var body struct {
+		Intermediates []struct {
+			CRLPath string `json:"crl_path"`
+		} `json:"intermediates"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxIndexBytes)).Decode(&body); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", index, err)
+	}
+	var urls []string
+	for _, in := range body.Intermediates {
+		if !crlPathRE.MatchString(in.CRLPath) {
+			return nil, fmt.Errorf("GET %s: %q is not a pkid CRL path", index, in.CRLPath)
+		}
+		u, err := siblingURL(f.url, strings.TrimPrefix(in.CRLPath, "/"))
+		if err != nil {
+			return nil, err
+		}
+		urls = append(urls, u)
+	}
+	if len(urls) == 0 {
+		return nil, fmt.Errorf("GET %s lists no intermediate", index)
+	}
+	return urls, nil
 }
 
 // fetch downloads one CRL, conditionally when the output still holds the
@@ -223,7 +295,7 @@ func (f *crlFetch) check(c *fetchedCRL, cas []*x509.Certificate, existing map[st
 		}
 	}
 	if !verified {
-		return fmt.Errorf("the CRL's signature does not verify with any certificate in %s", f.caFile)
+		return fmt.Errorf("the CRL's signature does not verify with any certificate in %s (after `pkid ca rotate`, --ca needs every live intermediate: GET /ca/bundle.pem)", f.caFile)
 	}
 	now := f.now()
 	switch {

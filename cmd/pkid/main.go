@@ -33,7 +33,7 @@ Usage:
   pkid serve                                   run the service
   pkid admin create-user --username NAME       create an administrator; the password is read from stdin
   pkid admin token --username NAME [--ttl 1h]  print an admin API token (a JWT) on stdout
-  pkid crl fetch --url URL --ca FILE --out FILE [--root-crl]
+  pkid crl fetch --url URL --ca FILE --out FILE [--root-crl] [--intermediates]
                                                download pkid's CRL(s), verify them, replace FILE atomically
   pkid audit verify                            walk the audit trail's hash chain; exit 1 at the first broken link
 

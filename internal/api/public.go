@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/pkid/pkid/internal/issuance"
 	"github.com/pkid/pkid/internal/pki"
 )
 
@@ -23,6 +24,46 @@ func (a *API) PublicRoutes(r chi.Router) {
 	r.Get("/ca/bundle.pem", a.bundlePEM)
 	r.Get("/ca/issuer.cer", a.issuerDER)
 	r.Get("/ca/issuer/{generation:[1-9][0-9]{0,5}}.cer", a.issuerByGeneration)
+	r.Get("/ca/intermediates", a.intermediates)
+}
+
+// intermediateView is a live intermediate as GET /ca/intermediates lists
+// it. Paths are relative to pkid's public URL, so that a client that knows
+// one pkid URL (pkid crl fetch --url, pkid-edge --crl) finds the others.
+type intermediateView struct {
+	Generation      int        `json:"generation"`
+	Current         bool       `json:"current"`
+	ID              string     `json:"id"`
+	Subject         string     `json:"subject"`
+	NotBefore       time.Time  `json:"not_before"`
+	NotAfter        time.Time  `json:"not_after"`
+	CRLPath         string     `json:"crl_path"`
+	CertificatePath string     `json:"certificate_path"`
+	CertificatePEM  string     `json:"certificate"`
+	SupersededAt    *time.Time `json:"superseded_at,omitempty"`
+}
+
+// intermediates lists the live intermediates, the current one first: every
+// CA whose certificates a relying party may meet, and where each one's CRL
+// is.
+func (a *API) intermediates(w http.ResponseWriter, r *http.Request) {
+	var out []intermediateView
+	for _, in := range a.certs.Hierarchy().Intermediates() {
+		c := in.Issuer.Cert
+		v := intermediateView{
+			Generation: in.Generation, Current: in.Superseded.IsZero(), ID: in.Issuer.ID,
+			Subject: c.Subject.String(), NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
+			CRLPath: in.CRLPath(), CertificatePath: issuance.IssuerPath(in.Generation),
+			CertificatePEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})),
+		}
+		if !v.Current {
+			at := in.Superseded.UTC()
+			v.SupersededAt = &at
+		}
+		out = append(out, v)
+	}
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	writeJSON(w, http.StatusOK, map[string]any{"intermediates": out})
 }
 
 func servePublic(w http.ResponseWriter, r *http.Request, contentType string, modified time.Time, body []byte) {

@@ -1,6 +1,7 @@
 package nginx
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,11 +9,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,9 +65,10 @@ func TestNginxRecipes(t *testing.T) {
 	token := p.enterpriseAccount(t, "Nginx Edge Inc")
 	t.Logf("pkid up in %v", time.Since(start).Round(time.Millisecond))
 
-	// ssl_client_certificate and pkid crl fetch --ca: pkid's chain.
-	chain := filepath.Join(work, "pkid-chain.pem")
-	writeFile(t, chain, string(p.get(t, "/ca/chain.pem")))
+	// ssl_client_certificate and pkid crl fetch --ca: pkid's intermediates
+	// (one until the rotation subtest) and root.
+	chain := filepath.Join(work, "pkid-bundle.pem")
+	writeFile(t, chain, string(p.get(t, "/ca/bundle.pem")))
 
 	// nginx's own server certificate, from a throwaway openssl CA that the
 	// test's client trusts.
@@ -258,6 +262,88 @@ func TestNginxRecipes(t *testing.T) {
 		}
 		if o := ocspEdge.request(t, "revoked-uncached", reqOpts{cert: &c.cert}); !o.refusedCertificate() {
 			t.Errorf("without ssl_ocsp_cache, the same certificate: %v; want refused", o)
+		}
+	})
+
+	t.Run("rotation", func(t *testing.T) {
+		// issue #6: after `pkid ca rotate`, certificates of both
+		// intermediates are admitted, and a revocation of one of the
+		// superseded intermediate's is seen by both recipes.
+		old := p.issue(t, token, work, "old-generation")
+		before := p.get(t, "/ca/chain.pem")
+		t.Logf("pkid ca rotate: %s", strings.TrimSpace(p.run(t, "", "ca", "rotate")))
+		// The running pkid takes the new intermediate in without a restart.
+		waitFor(t, "pkid serve publishes the new intermediate", 20*time.Second, func() error {
+			if bytes.Equal(p.get(t, "/ca/chain.pem"), before) {
+				return errors.New("/ca/chain.pem unchanged")
+			}
+			return nil
+		})
+		fresh := p.issue(t, token, work, "new-generation")
+		leaf, err := x509.ParseCertificate(fresh.cert.Certificate[0])
+		if err != nil || !strings.HasSuffix(leaf.Issuer.CommonName, " G2") {
+			t.Fatalf("a certificate issued after the rotation comes from %q (%v), want the G2 intermediate", leaf.Issuer.CommonName, err)
+		}
+
+		// The operator's steps (deploy/nginx/README.md): the new bundle into
+		// PKID_CA and a reload; the refresh script then fetches every
+		// intermediate's CRL.
+		writeFile(t, chain, string(p.get(t, "/ca/bundle.pem")))
+		for _, e := range []*edge{ocspEdge, crlEdge} {
+			args := strings.Fields(e.reloadCommand())
+			if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("reloading nginx %s: %v: %s", e.name, err, out)
+			}
+		}
+		if out, err := refresh(); err != nil {
+			t.Fatalf("pkid-crl-refresh after the rotation: %v %s", err, out)
+		}
+		if _, n := crlSerials(t, crlFile); n != 3 {
+			t.Fatalf("%s holds %d CRLs after the rotation, want 3 (each intermediate's and the root's)", crlFile, n)
+		}
+		for _, e := range []*edge{ocspEdge, crlEdge} {
+			for _, c := range []*clientCert{old, fresh, bystander} {
+				waitFor(t, "nginx "+e.name+" admits "+c.serial, 5*time.Second, func() error {
+					if o := e.request(t, "rotated", reqOpts{cert: &c.cert}); !o.admitted() {
+						return fmt.Errorf("%v", o)
+					}
+					return nil
+				})
+			}
+		}
+
+		p.revoke(t, token, old)
+		returned := time.Now()
+		waitFor(t, "nginx (ssl_ocsp) refuses the revoked certificate of the superseded intermediate", ocspDeadline, func() error {
+			if o := ocspEdge.request(t, "old-revoked", reqOpts{cert: &old.cert}); !o.refusedCertificate() || o.verify != "FAILED:certificate revoked" {
+				return fmt.Errorf("%v", o)
+			}
+			return nil
+		})
+		for {
+			if _, err := refresh(); err != nil {
+				t.Fatalf("pkid-crl-refresh: %v", err)
+			}
+			if listed, _ := crlSerials(t, crlFile); listed[old.serial] {
+				break
+			}
+			if time.Since(returned) > crlDeadline {
+				t.Fatalf("no CRL listing %s within %v of the revocation", old.serial, crlDeadline)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		waitFor(t, "nginx (ssl_crl) refuses the revoked certificate of the superseded intermediate", 5*time.Second, func() error {
+			if o := crlEdge.request(t, "old-revoked", reqOpts{cert: &old.cert}); !o.refusedCertificate() || o.verify != "FAILED:certificate revoked" {
+				return fmt.Errorf("%v", o)
+			}
+			return nil
+		})
+		for _, e := range []*edge{ocspEdge, crlEdge} {
+			for _, c := range []*clientCert{fresh, bystander} {
+				if o := e.request(t, "still-valid", reqOpts{cert: &c.cert}); !o.admitted() {
+					t.Errorf("nginx %s after the revocation, %s (not revoked): %v; want admitted", e.name, c.serial, o)
+				}
+			}
 		}
 	})
 
