@@ -73,7 +73,7 @@ var (
 // entry.
 type checker struct {
 	ocsp     *ocspClient
-	crl      *crlSource
+	crl      *crlSet
 	cache    *cache
 	flight   flight
 	now      func() time.Time
@@ -157,7 +157,7 @@ func (c *checker) answer(ctx context.Context, k certKey, leaf, issuer *x509.Cert
 	c.m.cacheMisses.Inc()
 	// A CRL waiting for its issuer is verified as soon as a chain shows it,
 	// not at the first outage.
-	c.crl.learn(issuer)
+	c.crl.learn(leaf, issuer)
 	if c.ocspFailing.Load() {
 		if a, ok := c.fallback(k, leaf, issuer, now); ok {
 			if p := c.nextProbe.Load(); now.UnixNano() >= p && c.nextProbe.CompareAndSwap(p, now.Add(c.retry).UnixNano()) {

@@ -26,7 +26,8 @@ type Edge struct {
 	m       *metrics
 	trust   atomic.Pointer[trust]
 	checker *checker   // nil when revocation checking is off
-	crl     *crlSource // nil when revocation checking is off
+	crl     *crlSource // --crl's; nil when revocation checking is off
+	crls    *crlSet    // crl and the CA's other CRLs; nil when off
 	handler http.Handler
 	reload  sync.Mutex
 }
@@ -45,24 +46,29 @@ func New(cfg Config) (*Edge, error) {
 	e := &Edge{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registry)}
 	e.trust.Store(t)
 	if !cfg.RevocationOff {
-		e.crl = &crlSource{
-			url:      cfg.CRLURL,
-			client:   &http.Client{Transport: cfg.Transport, Timeout: cfg.CRLTimeout},
-			maxBytes: cfg.CRLMaxBytes,
-			skew:     cfg.ClockSkew,
-			grace:    cfg.Grace,
-			now:      cfg.Now,
-			log:      cfg.Logger,
-			m:        e.m,
+		crlClient := &http.Client{Transport: cfg.Transport, Timeout: cfg.CRLTimeout}
+		source := func(u string) *crlSource {
+			return &crlSource{
+				url:      u,
+				client:   crlClient,
+				maxBytes: cfg.CRLMaxBytes,
+				skew:     cfg.ClockSkew,
+				grace:    cfg.Grace,
+				now:      cfg.Now,
+				log:      cfg.Logger,
+				m:        e.m,
+			}
 		}
-		e.crl.setBundle(t.bundle)
+		e.crl = source(cfg.CRLURL)
+		e.crls = newCRLSet(e.crl, source, cfg.CRLRefresh, cfg.CRLTimeout)
+		e.crls.setBundle(t.bundle)
 		e.checker = &checker{
 			ocsp: &ocspClient{
 				url:    cfg.OCSPURL,
 				client: &http.Client{Transport: cfg.Transport, CheckRedirect: noRedirects},
 				skew:   cfg.ClockSkew,
 			},
-			crl:      e.crl,
+			crl:      e.crls,
 			cache:    newCache(cfg.CacheEntries),
 			now:      cfg.Now,
 			grace:    cfg.Grace,
@@ -95,8 +101,8 @@ func (e *Edge) Reload() error {
 		return err
 	}
 	e.trust.Store(t)
-	if e.crl != nil {
-		e.crl.setBundle(t.bundle)
+	if e.crls != nil {
+		e.crls.setBundle(t.bundle)
 	}
 	e.m.reloads.WithLabelValues("ok").Inc()
 	e.log.Info("edge: reloaded the CA bundle, certificate and key",
@@ -215,6 +221,7 @@ func (e *Edge) Run(ctx context.Context, ln net.Listener) error {
 			e.log.Warn("edge: no CRL at start-up; OCSP alone answers until the CRL loads", "err", err)
 		}
 		wg.Go(func() { e.crl.run(bg, e.cfg.CRLRefresh, err) })
+		e.crls.begin(func(f func(context.Context)) { wg.Go(func() { f(bg) }) })
 	} else {
 		e.log.Warn("edge: revocation checking is OFF: revoked certificates are accepted (for benchmarks and emergencies only)")
 	}

@@ -241,6 +241,13 @@ func revocationRoutesMissing(base string) string {
 // revocation with the pkid at pkidURL.
 func startEdge(t *testing.T, bins binaries, work, caFile, pkidURL string) edgeClient {
 	t.Helper()
+	return startEdgeWith(t, bins, work, caFile, "--ocsp", pkidURL+"/ocsp", "--crl", pkidURL+"/crl")
+}
+
+// startEdgeWith is startEdge with the revocation flags given (--ocsp,
+// --crl and any others).
+func startEdgeWith(t *testing.T, bins binaries, work, caFile string, revocation ...string) edgeClient {
+	t.Helper()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen := map[string][]string{}
 		for k, v := range r.Header {
@@ -254,10 +261,10 @@ func startEdge(t *testing.T, bins binaries, work, caFile, pkidURL string) edgeCl
 	t.Cleanup(upstream.Close)
 	sca := newServerCA(t, work)
 	addr := freeAddr(t)
-	start(t, nil, bins.edge, "--listen", addr, "--upstream", upstream.URL,
-		"--ca", caFile, "--cert", sca.certFile, "--key", sca.keyFile,
-		"--ocsp", pkidURL+"/ocsp", "--crl", pkidURL+"/crl", "--metrics", "off",
-		"--ocsp-cache-max", edgeOCSPCacheMax.String())
+	args := []string{"--listen", addr, "--upstream", upstream.URL,
+		"--ca", caFile, "--cert", sca.certFile, "--key", sca.keyFile, "--metrics", "off",
+		"--ocsp-cache-max", edgeOCSPCacheMax.String()}
+	start(t, nil, bins.edge, append(args, revocation...)...)
 	waitFor(t, "pkid-edge listening", 30*time.Second, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
