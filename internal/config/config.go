@@ -26,6 +26,10 @@ type Config struct {
 	KeyPassphrase []byte
 
 	AutoMigrate bool // serve applies migrations at start
+	// DBMaxConns caps serve's pool of database connections; 0 means the
+	// store's default, max(8, 4*GOMAXPROCS). Each node also holds two
+	// LISTEN connections besides the pool.
+	DBMaxConns int
 
 	DefaultValidity time.Duration // of client certificates when the request names none
 	MaxValidity     time.Duration // hard cap on client certificate validity
@@ -43,6 +47,15 @@ type Config struct {
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json or text
 }
+
+// Bounds of PKID_DB_MAX_CONNS. Below MinDBConns a node's background jobs
+// (the CRL job's transaction, OCSP re-signing, the audit linker) would leave
+// requests waiting for a connection; above MaxDBConns the number is a
+// mistake, as Postgres's max_connections is shared by every node.
+const (
+	MinDBConns = 4
+	MaxDBConns = 1000
+)
 
 // Defaults returns the configuration that applies when nothing is set.
 func Defaults() Config {
@@ -102,6 +115,13 @@ func FromEnv(getenv Getenv) (Config, error) {
 			errs = append(errs, fmt.Errorf("PKID_AUTO_MIGRATE: %w", err))
 		}
 		c.AutoMigrate = b
+	}
+	if v, ok := getenv("PKID_DB_MAX_CONNS"); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("PKID_DB_MAX_CONNS: %w", err))
+		}
+		c.DBMaxConns = n
 	}
 	dur("PKID_DEFAULT_VALIDITY", &c.DefaultValidity)
 	dur("PKID_MAX_VALIDITY", &c.MaxValidity)
@@ -174,6 +194,9 @@ func (c Config) Validate(needPassphrase bool) error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("PKID_HTTP_ADDR %q: %w", c.HTTPAddr, err))
+	}
+	if c.DBMaxConns != 0 && (c.DBMaxConns < MinDBConns || c.DBMaxConns > MaxDBConns) {
+		errs = append(errs, fmt.Errorf("PKID_DB_MAX_CONNS %d must be between %d and %d (or unset for the default)", c.DBMaxConns, MinDBConns, MaxDBConns))
 	}
 	if c.TLSAddr != "" {
 		if _, _, err := net.SplitHostPort(c.TLSAddr); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
@@ -84,3 +85,29 @@ func BenchmarkResponder(b *testing.B) {
 type readCloser struct{ *bytes.Reader }
 
 func (readCloser) Close() error { return nil }
+
+// BenchmarkCacheMemory measures what a node's cache holds per certificate:
+// the heap that installing 20,000 stored responses (as signed by the CA,
+// with the delegated responder's certificate) adds, after garbage
+// collection. Every node holds one such entry per unexpired certificate,
+// so this is what sizing a node's memory starts from (docs/SCALING.md).
+func BenchmarkCacheMemory(b *testing.B) {
+	const n = 20000
+	h := testHierarchy(b)
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c := ocsp.NewCache(memoryStore{}, ocsp.CacheOptions{})
+		for range n {
+			c.Install(h.response(b, pki.MustNewSerial(), status{}))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if c.Len() != n {
+			b.Fatalf("the cache holds %d responses, want %d", c.Len(), n)
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/response")
+		runtime.KeepAlive(c)
+	}
+}

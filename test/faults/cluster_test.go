@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/testbin"
 	"github.com/pkid/pkid/internal/testdb"
 )
@@ -54,10 +56,13 @@ var reasons = []string{"unspecified", "keyCompromise", "affiliationChanged", "su
 //   - at the end every node answers the same status for every serial.
 //
 // The figures (rates, spread over nodes, revocation lag) are logged with
-// -v and quoted in docs/SCALING.md.
+// -v and quoted in docs/SCALING.md. The nodes run with the smallest pool
+// PKID_DB_MAX_CONNS allows, and the test checks they stay within it.
 func TestThreeNodes(t *testing.T) {
 	url := testdb.New(t)
-	env := testbin.Env(url, passphrase, "PKID_PUBLIC_URL="+publicURL)
+	// The smallest pool a node may have: many nodes on one Postgres must
+	// fit its max_connections.
+	env := testbin.Env(url, passphrase, "PKID_PUBLIC_URL="+publicURL, fmt.Sprintf("PKID_DB_MAX_CONNS=%d", config.MinDBConns))
 	admin := testbin.MustSetup(t, env)
 	var nodes []*testbin.Node
 	for _, name := range []string{"node A", "node B", "node C"} {
@@ -69,6 +74,24 @@ func TestThreeNodes(t *testing.T) {
 		}
 	}
 	c := newClient()
+	// /readyz says the database answers and the CA certificates are valid;
+	// the CRL cache fills a moment later, once the node's jobs have read
+	// (or signed) the first CRL. A load balancer's OCSP and CRL pool waits
+	// for that too (docs/SCALING.md), and so does the test.
+	ready := time.Now()
+	for _, n := range nodes {
+		for {
+			r, err := send(c, "GET", n.URL+"/crl", "", nil)
+			if err == nil && r.status == http.StatusOK {
+				break
+			}
+			if time.Since(ready) > 30*time.Second {
+				t.Fatalf("%s: no CRL served 30 s after /readyz: %d %v", n.Name, r.status, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("%s: first CRL served %s after the nodes were ready", n.Name, time.Since(ready).Round(time.Millisecond))
+	}
 	cl := &cluster{
 		t: t, nodes: nodes, token: newAccount(t, c, nodes[0].URL, admin),
 		issuer: fetchIssuer(t, c, nodes[0].URL), revokedAt: map[string]time.Time{},
@@ -89,6 +112,12 @@ func TestThreeNodes(t *testing.T) {
 	wg.Go(func() { cl.crlLoop(ctx) })
 	wg.Wait()
 	elapsed := time.Since(start)
+	// Each node: its pool, and two LISTEN connections (OCSP, CRL).
+	conns := queryInt(t, url, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pkid'`)
+	if limit := len(nodes) * (config.MinDBConns + 2); conns > limit || conns < len(nodes)*2 {
+		t.Errorf("the nodes hold %d connections to the database, want between %d and %d", conns, len(nodes)*2, limit)
+	}
+	t.Logf("database connections of the three nodes after the load: %d (pools capped at %d each)", conns, config.MinDBConns)
 
 	// Enough happened for the checks to mean something.
 	outcomes := cl.l.all()
