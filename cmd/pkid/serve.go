@@ -20,7 +20,7 @@ func cmdServe(ctx context.Context, env config.Getenv, args []string, stderr io.W
 		return err
 	}
 	fs.StringVar(&cfgEnv.HTTPAddr, "http-addr", cfgEnv.HTTPAddr, "plain-HTTP listen address (env PKID_HTTP_ADDR)")
-	fs.IntVar(&cfgEnv.DBMaxConns, "db-max-conns", cfgEnv.DBMaxConns, "cap on the database connection pool, besides two LISTEN connections (env PKID_DB_MAX_CONNS; default max(8, 4*GOMAXPROCS))")
+	fs.IntVar(&cfgEnv.DBMaxConns, "db-max-conns", cfgEnv.DBMaxConns, "cap on the database connection pool, besides the LISTEN connections (env PKID_DB_MAX_CONNS; default max(8, 4*GOMAXPROCS))")
 	fs.BoolVar(&cfgEnv.AutoMigrate, "migrate", cfgEnv.AutoMigrate, "apply migrations at start (env PKID_AUTO_MIGRATE)")
 	cfg, err := loadConfigFrom(&cfgEnv, fs, args, true)
 	if err != nil {

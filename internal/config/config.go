@@ -27,8 +27,8 @@ type Config struct {
 
 	AutoMigrate bool // serve applies migrations at start
 	// DBMaxConns caps serve's pool of database connections; 0 means the
-	// store's default, max(8, 4*GOMAXPROCS). Each node also holds two
-	// LISTEN connections besides the pool.
+	// store's default, max(8, 4*GOMAXPROCS). Each node also holds one
+	// LISTEN connection per notification channel besides the pool.
 	DBMaxConns int
 
 	DefaultValidity time.Duration // of client certificates when the request names none

@@ -269,12 +269,21 @@ func (db *DB) ListenOCSP(ctx context.Context, listening func(), notify func(pki.
 	return db.listen(ctx, OCSPChannel, "OCSP changes", listening, func(payload string) { notify(pki.Serial(payload)) })
 }
 
+// ListenSuffix ends the application_name of the connections that LISTEN
+// (one per notification channel, besides the pool): "pkid-listen" unless
+// DATABASE_URL names the application otherwise.
+const ListenSuffix = "-listen"
+
 // listen is ListenOCSP and ListenCRL: LISTEN on channel over a connection of
 // its own, call listening once it is in place, then notify with the payload
 // of each notification; ping every listenPing; return on ctx's end or a
 // failed connection. what names the notifications in errors.
 func (db *DB) listen(ctx context.Context, channel, what string, listening func(), notify func(payload string)) error {
-	conn, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig)
+	cfg := db.pool.Config().ConnConfig.Copy()
+	// Named apart from the pool's connections (pkid → pkid-listen), so that
+	// pg_stat_activity tells the two apart when sizing max_connections.
+	cfg.RuntimeParams["application_name"] += ListenSuffix
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("store: connecting to listen for %s: %w", what, mapErr(err))
 	}

@@ -294,6 +294,12 @@ func TestListenOCSP(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("not listening after 5s")
 	}
+	// The listening session is named apart from the pool's.
+	var app string
+	if err := f.db.Pool().QueryRow(ctx, `SELECT application_name FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN `+store.OCSPChannel+`'`).Scan(&app); err != nil || app != "pkid"+store.ListenSuffix {
+		t.Errorf("the LISTEN session's application_name: %q %v, want %q", app, err, "pkid"+store.ListenSuffix)
+	}
 	if err := f.db.PutOCSPResponse(ctx, r); err != nil {
 		t.Fatal(err)
 	}
