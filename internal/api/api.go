@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -23,6 +24,9 @@ type API struct {
 	authn    *auth.Authenticator
 	log      *slog.Logger
 	sessions SessionAuthenticator // nil: bearer tokens only
+	// rateLimited is told of each request refused by an account's rate
+	// limit; nil: nobody is.
+	rateLimited func()
 }
 
 // New returns the API over the given use cases.
@@ -30,7 +34,18 @@ func New(certs *ca.Service, accounts *account.Service, authn *auth.Authenticator
 	return &API{certs: certs, accounts: accounts, authn: authn, log: log}
 }
 
-func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) { WriteError(w, r, a.log, err) }
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var rl *pki.RateLimitError
+	if a.rateLimited != nil && errors.As(err, &rl) {
+		a.rateLimited()
+	}
+	WriteError(w, r, a.log, err)
+}
+
+// ObserveRateLimits makes the API call f for each request it refuses
+// because the account's rate limit (issuances and renewals per hour) is
+// reached, for a metric. Call it before serving.
+func (a *API) ObserveRateLimits(f func()) { a.rateLimited = f }
 
 // AccountRoutes is the account API, to be mounted at /api/v1. Every route
 // needs an account token.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/pkid/pkid/internal/audit"
 	"github.com/pkid/pkid/internal/auth"
 	"github.com/pkid/pkid/internal/ca"
+	"github.com/pkid/pkid/internal/clientip"
 	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/crl"
 	"github.com/pkid/pkid/internal/issuance"
@@ -25,6 +27,7 @@ import (
 	"github.com/pkid/pkid/internal/ocsp"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/policy"
+	"github.com/pkid/pkid/internal/ratelimit"
 	"github.com/pkid/pkid/internal/server"
 	"github.com/pkid/pkid/internal/store"
 	"github.com/pkid/pkid/internal/web"
@@ -175,14 +178,27 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 		Tokens: tokens, Linter: linter, Metrics: metrics, Log: log,
 		OCSP: ocspCache, CRLs: crlCache, crlJobs: jobs, resigner: resigner, AuditLinker: auditLinker, now: now,
 	}
+	// Who a client is, for the limits per client address: the peer, or
+	// what a trusted proxy forwarded.
+	clients := clientip.New(cfg.TrustedProxies)
+	authFailures, err := ratelimit.New[netip.Prefix](cfg.UnauthenticatedLimit, cfg.UnauthenticatedClients, now)
+	if err != nil {
+		return nil, fmt.Errorf("the failed-authentication limit: %w", err)
+	}
+	metrics.RegisterRateLimitClients(authFailures.Len)
+
 	jsonAPI := api.New(certs, accounts, authn, log)
-	admin := web.New(certs, accounts, db, web.Options{Now: now, Log: log})
+	jsonAPI.ObserveRateLimits(func() { metrics.RateLimited(server.LimiterAccountIssuance) })
+	admin := web.New(certs, accounts, db, web.Options{Now: now, Log: log, ClientAddr: clients.Addr,
+		UserAttempts: cfg.LoginUserAttempts, AddressAttempts: cfg.LoginAddressAttempts, AttemptWindow: cfg.LoginWindow,
+		Throttled: func() { metrics.RateLimited(server.LimiterLogin) }})
 	jsonAPI.AcceptSessions(admin)
 	deps := server.Deps{
-		API:     jsonAPI,
-		Metrics: metrics,
-		Log:     log,
-		Ready:   a.Ready,
+		API:          jsonAPI,
+		Metrics:      metrics,
+		Log:          log,
+		Ready:        a.Ready,
+		AuthFailures: server.AuthFailures{Limiter: authFailures, Client: clients.Addr},
 	}
 	responder := ocsp.NewResponder(ocspCache, hierarchy.Issuers, hierarchy.OCSPSignerFor, log, metrics)
 	crlHandler := crl.NewHandler(crlCache, hierarchy.RootID, hierarchy.PlainCRLIssuer, now).

@@ -8,11 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pkid/pkid/internal/clientip"
+	"github.com/pkid/pkid/internal/ratelimit"
 )
 
 // Config is the whole of pkid's configuration.
@@ -44,6 +48,24 @@ type Config struct {
 	// RootCRLValidity is the nextUpdate of the root's CRL.
 	RootCRLValidity time.Duration
 
+	// TrustedProxies are the load balancers and reverse proxies whose
+	// X-Forwarded-For names the client, for the limits that count per
+	// client address; empty: the connection's peer is the client.
+	TrustedProxies []netip.Prefix
+	// UnauthenticatedLimit is each client address's budget of requests to
+	// the account and admin APIs that fail authentication, per node; the
+	// zero Rate turns it off.
+	UnauthenticatedLimit ratelimit.Rate
+	// UnauthenticatedClients bounds how many client addresses that limit
+	// remembers, which bounds its memory.
+	UnauthenticatedClients int
+	// LoginUserAttempts and LoginAddressAttempts are the admin sign-in
+	// attempts one username and one client address get per LoginWindow,
+	// counted in Postgres across nodes.
+	LoginUserAttempts    int
+	LoginAddressAttempts int
+	LoginWindow          time.Duration
+
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json or text
 }
@@ -72,8 +94,15 @@ func Defaults() Config {
 		CRLValidity:     24 * time.Hour,
 		CRLInterval:     time.Hour,
 		RootCRLValidity: 365 * 24 * time.Hour,
-		LogLevel:        "info",
-		LogFormat:       "json",
+
+		UnauthenticatedLimit:   ratelimit.Rate{Limit: 30, Period: time.Minute},
+		UnauthenticatedClients: 100_000,
+		LoginUserAttempts:      5,
+		LoginAddressAttempts:   50,
+		LoginWindow:            15 * time.Minute,
+
+		LogLevel:  "info",
+		LogFormat: "json",
 	}
 }
 
@@ -130,6 +159,35 @@ func FromEnv(getenv Getenv) (Config, error) {
 	dur("PKID_CRL_VALIDITY", &c.CRLValidity)
 	dur("PKID_CRL_INTERVAL", &c.CRLInterval)
 	dur("PKID_ROOT_CRL_VALIDITY", &c.RootCRLValidity)
+
+	if v, ok := getenv("PKID_TRUSTED_PROXIES"); ok && v != "" {
+		p, err := clientip.ParsePrefixes(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("PKID_TRUSTED_PROXIES: %w", err))
+		}
+		c.TrustedProxies = p
+	}
+	if v, ok := getenv("PKID_UNAUTHENTICATED_LIMIT"); ok && v != "" {
+		r, err := ratelimit.ParseRate(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("PKID_UNAUTHENTICATED_LIMIT: %w", err))
+		}
+		c.UnauthenticatedLimit = r
+	}
+	integer := func(name string, dst *int) {
+		if v, ok := getenv(name); ok && v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a whole number", name, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	integer("PKID_UNAUTHENTICATED_LIMIT_CLIENTS", &c.UnauthenticatedClients)
+	integer("PKID_LOGIN_LIMIT_USER", &c.LoginUserAttempts)
+	integer("PKID_LOGIN_LIMIT_ADDRESS", &c.LoginAddressAttempts)
+	dur("PKID_LOGIN_WINDOW", &c.LoginWindow)
 
 	pass, err := secret(getenv, "PKID_KEY_PASSPHRASE")
 	if err != nil {
@@ -240,6 +298,21 @@ func (c Config) Validate(needPassphrase bool) error {
 	}
 	if c.RootCRLValidity < 24*time.Hour {
 		errs = append(errs, fmt.Errorf("PKID_ROOT_CRL_VALIDITY %s must be at least a day", c.RootCRLValidity))
+	}
+	if c.UnauthenticatedClients < 1000 || c.UnauthenticatedClients > 10_000_000 {
+		// Below a thousand, a handful of failing clients would push each
+		// other out and escape the limit; above ten million the table
+		// could take half a gigabyte.
+		errs = append(errs, fmt.Errorf("PKID_UNAUTHENTICATED_LIMIT_CLIENTS %d must be between 1000 and 10000000", c.UnauthenticatedClients))
+	}
+	if c.LoginUserAttempts < 1 || c.LoginUserAttempts > 1000 {
+		errs = append(errs, fmt.Errorf("PKID_LOGIN_LIMIT_USER %d must be between 1 and 1000", c.LoginUserAttempts))
+	}
+	if c.LoginAddressAttempts < 1 || c.LoginAddressAttempts > 100_000 {
+		errs = append(errs, fmt.Errorf("PKID_LOGIN_LIMIT_ADDRESS %d must be between 1 and 100000", c.LoginAddressAttempts))
+	}
+	if c.LoginWindow < time.Minute || c.LoginWindow > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("PKID_LOGIN_WINDOW %s must be between 1m and 24h", c.LoginWindow))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -26,6 +26,7 @@ type Metrics struct {
 	issuance     *prometheus.HistogramVec
 	issueStage   *prometheus.HistogramVec
 	ocsp         *prometheus.CounterVec
+	rateLimited  *prometheus.CounterVec
 }
 
 // NewMetrics registers pkid's instruments, plus the Go runtime and process
@@ -53,7 +54,13 @@ func NewMetrics() *Metrics {
 	m.ocsp = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pkid_ocsp_responses_total", Help: "OCSP answers by status (good, revoked, unauthorized, malformed, tryLater) and source (memory, database, signed on demand).",
 	}, []string{"status", "source"})
-	reg.MustRegister(m.httpRequests, m.httpDuration, m.issuance, m.issueStage, m.ocsp,
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pkid_rate_limited_total", Help: "Requests refused with 429 by limiter: unauthenticated (failed authentication per client address, this node), account_issuance (an account's issuances and renewals per hour), login (admin sign-in per username or address).",
+	}, []string{"limiter"})
+	for _, l := range []string{LimiterUnauthenticated, LimiterAccountIssuance, LimiterLogin} {
+		m.rateLimited.WithLabelValues(l)
+	}
+	reg.MustRegister(m.httpRequests, m.httpDuration, m.issuance, m.issueStage, m.ocsp, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -71,6 +78,21 @@ func (m *Metrics) IssueOutcome(outcome string, d time.Duration) {
 // OCSPAnswered implements ocsp.Metrics.
 func (m *Metrics) OCSPAnswered(status, source string) {
 	m.ocsp.WithLabelValues(status, source).Inc()
+}
+
+// RateLimited counts a request refused by the named limiter.
+func (m *Metrics) RateLimited(limiter string) {
+	m.rateLimited.WithLabelValues(limiter).Inc()
+}
+
+// RegisterRateLimitClients exports pkid_rate_limit_clients, how many client
+// addresses the failed-authentication limiter remembers, read at scrape
+// time: a rise shows many addresses failing at once.
+func (m *Metrics) RegisterRateLimitClients(n func() int) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pkid_rate_limit_clients",
+		Help: "Client addresses the failed-authentication limiter of this node remembers (bounded by PKID_UNAUTHENTICATED_LIMIT_CLIENTS).",
+	}, func() float64 { return float64(n()) }))
 }
 
 // PoolStats is a snapshot of the database pool, in plain numbers so that the

@@ -33,6 +33,11 @@ type Deps struct {
 	// Quiet registers routes that relying parties hit at high rates (the
 	// OCSP responder): counted in metrics but not logged one line each.
 	Quiet []func(chi.Router)
+	// AuthFailures limits failed authentication per client on the account
+	// and admin APIs; the zero value is no limit. The public routes (OCSP,
+	// CRLs, CA certificates, health, metrics) are never limited: they are
+	// served from memory and meant to be cached by a CDN.
+	AuthFailures AuthFailures
 }
 
 // Handler returns the complete HTTP handler.
@@ -78,8 +83,9 @@ func logged(r chi.Router, d Deps) {
 	})
 
 	d.API.PublicRoutes(r)
-	r.Mount("/api/v1", d.API.AccountRoutes())
-	r.Mount("/admin/api", d.API.AdminRoutes())
+	throttle := throttleAuthFailures(d.AuthFailures, d.Metrics, d.Log)
+	r.With(throttle).Mount("/api/v1", d.API.AccountRoutes())
+	r.With(throttle).Mount("/admin/api", d.API.AdminRoutes())
 	for _, m := range d.Mount {
 		m(r)
 	}

@@ -5,12 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/pkid/pkid/internal/auth"
+	"github.com/pkid/pkid/internal/clientip"
 	"github.com/pkid/pkid/internal/pki"
 )
 
@@ -70,7 +69,7 @@ func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
 	if len(raw) > maxUsernameBytes {
 		shown.Username = ""
 	}
-	addr := clientAddress(r)
+	addr := a.clientAddress(r)
 
 	now := a.opts.Now()
 	since := now.Add(-a.opts.AttemptWindow)
@@ -97,6 +96,7 @@ func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !until.IsZero() {
+		a.opts.Throttled()
 		wait := until.Sub(now)
 		w.Header().Set("Retry-After", fmt.Sprint(retrySeconds(wait)))
 		a.render(w, r, http.StatusTooManyRequests, "login.html", view{Title: "Sign in", Data: shown,
@@ -146,7 +146,7 @@ func (a *Admin) login(w http.ResponseWriter, r *http.Request) {
 func (a *Admin) checkPassword(r *http.Request, username, password string) (*pki.Admin, error) {
 	fail := func(actor, reason string) {
 		a.audit(r, pki.AuditEvent{Actor: actor, Action: ActionLoginFailed, Outcome: pki.OutcomeFailure,
-			Detail: map[string]any{"remote_addr": clientAddress(r), "reason": reason}})
+			Detail: map[string]any{"remote_addr": a.clientAddress(r), "reason": reason}})
 	}
 	if username == "" || len(username) > maxUsernameBytes || len(password) > auth.MaxPasswordLength*4 {
 		auth.DummyVerify(password)
@@ -199,23 +199,17 @@ func (a *Admin) audit(r *http.Request, ev pki.AuditEvent) {
 }
 
 // clientAddress is the address sign-in attempts are counted against: the
-// connection's IP, an IPv6 client by its /64 (one host usually holds the
-// whole prefix). Forwarded headers are not trusted: any client can set them.
-func clientAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
+// client's IP (the connection's, or the one a trusted proxy forwarded), an
+// IPv6 client by its /64 (one host usually holds the whole prefix).
+func (a *Admin) clientAddress(r *http.Request) string {
+	p := clientip.Prefix(a.opts.ClientAddr(r))
+	switch {
+	case !p.IsValid():
 		return "unknown"
+	case p.Addr().Is4():
+		return p.Addr().String()
 	}
-	ip = ip.Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.String()
-	}
-	return ip.String()
+	return p.String()
 }
 
 // hashHex keys a username's attempts by a hash, so that the throttle table

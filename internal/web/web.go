@@ -29,6 +29,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path"
 	"strings"
 	"time"
@@ -38,6 +39,7 @@ import (
 
 	"github.com/pkid/pkid/internal/account"
 	"github.com/pkid/pkid/internal/ca"
+	"github.com/pkid/pkid/internal/clientip"
 	"github.com/pkid/pkid/internal/pki"
 	assets "github.com/pkid/pkid/web"
 )
@@ -58,6 +60,14 @@ type Options struct {
 	// address or an IPv6 /64) gets per window (50): enough for an office
 	// behind one NAT, too few to spray passwords over many usernames.
 	AddressAttempts int
+	// ClientAddr returns a request's client address, which sign-in
+	// attempts are counted against and sessions record; the connection's
+	// peer when nil. It is where trusted proxies' X-Forwarded-For is
+	// honoured (internal/clientip).
+	ClientAddr func(*http.Request) netip.Addr
+	// Throttled, when set, is called for each sign-in refused for too many
+	// attempts, for a metric.
+	Throttled func()
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Log receives errors that pages do not show; discarded when nil.
@@ -79,6 +89,12 @@ func (o *Options) defaults() {
 	}
 	if o.AddressAttempts <= 0 {
 		o.AddressAttempts = 50
+	}
+	if o.ClientAddr == nil {
+		o.ClientAddr = clientip.New(nil).Addr
+	}
+	if o.Throttled == nil {
+		o.Throttled = func() {}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
