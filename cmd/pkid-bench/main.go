@@ -50,6 +50,7 @@ import (
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/keystore"
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/policy"
@@ -251,7 +252,7 @@ func initCA(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: cfg.PublicURL}}, cfg.KeyPassphrase, l, time.Now()); err != nil {
+	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: cfg.PublicURL}}, keystore.Sealed(cfg.KeyPassphrase), l, time.Now()); err != nil {
 		return err
 	}
 	_, err = auth.EnsureKey(ctx, db, cfg.KeyPassphrase, time.Now())
@@ -283,7 +284,7 @@ func ceiling(ctx context.Context, cfg config.Config, csrs []string, d time.Durat
 	if err != nil {
 		return 0, err
 	}
-	h, err := ca.LoadHierarchy(ctx, db, cfg.KeyPassphrase, time.Now())
+	h, err := ca.LoadHierarchy(ctx, db, keystore.Sealed(cfg.KeyPassphrase), time.Now())
 	db.Close()
 	if err != nil {
 		return 0, err

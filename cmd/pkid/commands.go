@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pkid/pkid/internal/account"
+	"github.com/pkid/pkid/internal/app"
 	"github.com/pkid/pkid/internal/auth"
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
@@ -59,7 +60,12 @@ func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stde
 	fs.DurationVar(&hc.RootValidity, "root-validity", 20*365*24*time.Hour, "validity of the root")
 	fs.DurationVar(&hc.IntermediateValidity, "intermediate-validity", 5*365*24*time.Hour, "validity of the intermediate")
 	fs.DurationVar(&hc.OCSPValidity, "ocsp-signer-validity", 30*24*time.Hour, "validity of the delegated OCSP signer (renewed by serve)")
-	cfg, err := loadConfig(env, fs, args, true)
+	cfgEnv, err := config.FromEnv(env)
+	if err != nil {
+		return err
+	}
+	pkcs11Flags(fs, &cfgEnv)
+	cfg, err := loadConfigFrom(&cfgEnv, fs, args, true)
 	if err != nil {
 		return err
 	}
@@ -69,21 +75,29 @@ func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stde
 		return err
 	}
 	defer db.Close()
+	keys, err := app.OpenKeys(cfg, true)
+	if err != nil {
+		return err
+	}
+	defer keys.Close()
 	l, err := lint.New()
 	if err != nil {
 		return err
 	}
 	now := time.Now()
-	created, fp, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity}, cfg.KeyPassphrase, l, now)
+	created, fp, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity}, keys, l, now)
 	if err != nil {
 		return err
 	}
-	keyCreated, err := auth.EnsureKey(ctx, db, cfg.KeyPassphrase, now)
+	keyCreated, err := auth.EnsureKey(ctx, db, keys.SealingSecret(), now)
 	if err != nil {
 		return err
 	}
 	if created {
 		fmt.Fprintln(stdout, "created the CA hierarchy: root, issuing intermediate and OCSP signer")
+		if keys.HasToken() {
+			fmt.Fprintf(stdout, "the root and intermediate keys were generated on PKCS#11 token %q and cannot leave it; the OCSP signer's key is sealed under a secret derived on the token\n", cfg.PKCS11Token)
+		}
 	} else {
 		fmt.Fprintln(stdout, "the CA hierarchy exists already; nothing changed")
 	}
@@ -151,7 +165,12 @@ func cmdAdminToken(ctx context.Context, env config.Getenv, args []string, stdout
 		return err
 	}
 	defer db.Close()
-	keys, err := auth.LoadKeys(ctx, db, cfg.KeyPassphrase)
+	keyStore, err := app.OpenKeys(cfg, false)
+	if err != nil {
+		return err
+	}
+	defer keyStore.Close()
+	keys, err := auth.LoadKeys(ctx, db, keyStore.SealingSecret())
 	if err != nil {
 		return err
 	}
@@ -165,6 +184,15 @@ func cmdAdminToken(ctx context.Context, env config.Getenv, args []string, stdout
 	}
 	fmt.Fprintln(stdout, jwt)
 	return nil
+}
+
+// pkcs11Flags binds the PKCS#11 flags of init and serve to cfg (their
+// environment variables are read already). The PIN itself is only ever in a
+// file.
+func pkcs11Flags(fs *flag.FlagSet, cfg *config.Config) {
+	fs.StringVar(&cfg.PKCS11Module, "pkcs11-module", cfg.PKCS11Module, "PKCS#11 library of the HSM that holds the CA keys (env PKID_PKCS11_MODULE)")
+	fs.StringVar(&cfg.PKCS11Token, "pkcs11-token", cfg.PKCS11Token, "label of the token on it (env PKID_PKCS11_TOKEN)")
+	fs.StringVar(&cfg.PKCS11PINFile, "pkcs11-pin-file", cfg.PKCS11PINFile, "file holding the token's user PIN (env PKID_PKCS11_PIN_FILE)")
 }
 
 // operator is the principal of commands run on the CA host itself.

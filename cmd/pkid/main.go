@@ -28,6 +28,8 @@ const usage = `pkid: a private certificate authority for mTLS client certificate
 Usage:
   pkid migrate                                 apply the SQL migrations (creates the database if missing)
   pkid init [flags]                            create the CA hierarchy if none exists; prints the root fingerprint
+      [--pkcs11-module LIB --pkcs11-token LABEL --pkcs11-pin-file FILE]
+                                               generate the root and intermediate keys on an HSM
   pkid ca rotate [flags]                       create a new issuing intermediate under the root; new certificates
                                                come from it, the previous one keeps answering for its own
   pkid serve                                   run the service
@@ -38,8 +40,9 @@ Usage:
   pkid audit verify                            walk the audit trail's hash chain; exit 1 at the first broken link
 
 Environment: DATABASE_URL, PKID_HTTP_ADDR, PKID_TLS_ADDR, PKID_TLS_HOSTNAMES,
-PKID_PUBLIC_URL, PKID_KEY_PASSPHRASE (or PKID_KEY_PASSPHRASE_FILE), and the
-tuning variables listed in the README.
+PKID_PUBLIC_URL, PKID_KEY_PASSPHRASE (or PKID_KEY_PASSPHRASE_FILE), the HSM's
+PKID_PKCS11_MODULE, PKID_PKCS11_TOKEN and PKID_PKCS11_PIN_FILE (also flags of
+init and serve), and the tuning variables listed in the README.
 `
 
 // errUsage marks a command-line mistake: exit status 2 and the usage text.

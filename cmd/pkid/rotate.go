@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/pkid/pkid/internal/app"
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/issuance"
@@ -24,7 +25,12 @@ func cmdRotate(ctx context.Context, env config.Getenv, args []string, stdout, st
 	fs.StringVar(&hc.IntermediateCommonName, "intermediate-cn", "", `common name of the new intermediate (default: the current one's, with " G<generation>")`)
 	fs.DurationVar(&hc.IntermediateValidity, "intermediate-validity", 5*365*24*time.Hour, "validity of the new intermediate (cut to the root's)")
 	fs.DurationVar(&hc.OCSPValidity, "ocsp-signer-validity", 30*24*time.Hour, "validity of its delegated OCSP signer (renewed by serve)")
-	cfg, err := loadConfig(env, fs, args, true)
+	cfgEnv, err := config.FromEnv(env)
+	if err != nil {
+		return err
+	}
+	pkcs11Flags(fs, &cfgEnv)
+	cfg, err := loadConfigFrom(&cfgEnv, fs, args, true)
 	if err != nil {
 		return err
 	}
@@ -34,11 +40,18 @@ func cmdRotate(ctx context.Context, env config.Getenv, args []string, stdout, st
 		return err
 	}
 	defer db.Close()
+	// With a token, the new intermediate's key is generated on it, and the
+	// root's key signs there.
+	keys, err := app.OpenKeys(cfg, false)
+	if err != nil {
+		return err
+	}
+	defer keys.Close()
 	l, err := lint.New()
 	if err != nil {
 		return err
 	}
-	r, err := ca.Rotate(ctx, db, ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity}, cfg.KeyPassphrase, l, time.Now())
+	r, err := ca.Rotate(ctx, db, ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity}, keys, l, time.Now())
 	if errors.Is(err, ca.ErrRotationRaced) {
 		return fmt.Errorf("%w (run `pkid ca rotate` again only if you want yet another intermediate)", err)
 	}

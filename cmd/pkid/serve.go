@@ -22,6 +22,7 @@ func cmdServe(ctx context.Context, env config.Getenv, args []string, stderr io.W
 	fs.StringVar(&cfgEnv.HTTPAddr, "http-addr", cfgEnv.HTTPAddr, "plain-HTTP listen address (env PKID_HTTP_ADDR)")
 	fs.IntVar(&cfgEnv.DBMaxConns, "db-max-conns", cfgEnv.DBMaxConns, "cap on the database connection pool, besides the LISTEN connections (env PKID_DB_MAX_CONNS; default max(8, 4*GOMAXPROCS))")
 	fs.BoolVar(&cfgEnv.AutoMigrate, "migrate", cfgEnv.AutoMigrate, "apply migrations at start (env PKID_AUTO_MIGRATE)")
+	pkcs11Flags(fs, &cfgEnv)
 	cfg, err := loadConfigFrom(&cfgEnv, fs, args, true)
 	if err != nil {
 		return err
@@ -62,7 +63,8 @@ func cmdServe(ctx context.Context, env config.Getenv, args []string, stderr io.W
 		log.Info("pkid serving TLS", "https", tln.Addr().String(), "hostnames", cfg.TLSHostnames)
 	}
 	log.Info("pkid serving", "http", ln.Addr().String(), "public_url", cfg.PublicBase(),
-		"root_sha256", a.Hierarchy.RootFingerprint(), "intermediate", a.Hierarchy.Intermediate().Cert.Subject.String())
+		"root_sha256", a.Hierarchy.RootFingerprint(), "intermediate", a.Hierarchy.Intermediate().Cert.Subject.String(),
+		"pkcs11_token", cfg.PKCS11Token)
 	go a.RunJobs(ctx)
 
 	errc := make(chan error, len(serving))

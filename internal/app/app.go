@@ -23,6 +23,7 @@ import (
 	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/crl"
 	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/keystore"
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/ocsp"
 	"github.com/pkid/pkid/internal/pki"
@@ -37,6 +38,7 @@ import (
 type App struct {
 	Config    config.Config
 	DB        *store.DB
+	Keys      *keystore.Store // where the CA keys are: sealed, or on a PKCS#11 token
 	Hierarchy *ca.Hierarchy
 	Certs     *ca.Service
 	Accounts  *account.Service
@@ -73,10 +75,27 @@ type Options struct {
 	MaxDBConns  int32
 }
 
-// New opens the database (migrating first when cfg.AutoMigrate is set),
-// loads the CA hierarchy and the token keys with cfg.KeyPassphrase, and
+// OpenKeys opens the key store that cfg describes: the PKCS#11 token named
+// by cfg.PKCS11* (logging in with the PIN read from cfg.PKCS11PINFile) when
+// one is configured, and cfg.KeyPassphrase. init is set by `pkid init`
+// only, which may create the token's sealing key. Close the result.
+func OpenKeys(cfg config.Config, init bool) (*keystore.Store, error) {
+	kc := keystore.Config{Passphrase: cfg.KeyPassphrase, Init: init}
+	if cfg.HSM() {
+		pin, err := keystore.ReadPIN(cfg.PKCS11PINFile)
+		if err != nil {
+			return nil, err
+		}
+		kc.PKCS11 = keystore.PKCS11{Module: cfg.PKCS11Module, Token: cfg.PKCS11Token, PIN: pin}
+	}
+	return keystore.Open(kc)
+}
+
+// New opens the database (migrating first when cfg.AutoMigrate is set) and
+// the key store (OpenKeys), loads the CA hierarchy and the token keys, and
 // assembles the HTTP handler. It fails when `pkid init` has not run, the
-// passphrase is wrong, or a CA certificate pkid needs has expired.
+// passphrase is wrong, the PKCS#11 token cannot be opened, or a CA
+// certificate pkid needs has expired.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options) (*App, error) {
 	now := opts.Now
 	if now == nil {
@@ -95,20 +114,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	if err != nil {
 		return nil, err
 	}
-	a, err := assemble(ctx, cfg, db, log, now, opts)
+	keyStore, err := OpenKeys(cfg, false)
 	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	a, err := assemble(ctx, cfg, db, keyStore, log, now, opts)
+	if err != nil {
+		_ = keyStore.Close()
 		db.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
-func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Logger, now func() time.Time, opts Options) (*App, error) {
-	hierarchy, err := ca.LoadHierarchy(ctx, db, cfg.KeyPassphrase, now())
+func assemble(ctx context.Context, cfg config.Config, db *store.DB, keyStore *keystore.Store, log *slog.Logger, now func() time.Time, opts Options) (*App, error) {
+	hierarchy, err := ca.LoadHierarchy(ctx, db, keyStore, now())
 	if err != nil {
 		return nil, fmt.Errorf("loading the CA hierarchy: %w", err)
 	}
-	keys, err := auth.LoadKeys(ctx, db, cfg.KeyPassphrase)
+	keys, err := auth.LoadKeys(ctx, db, keyStore.SealingSecret())
 	if err != nil {
 		return nil, fmt.Errorf("loading the token keys: %w", err)
 	}
@@ -174,7 +199,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 	authn := auth.NewAuthenticator(tokens, db, now)
 
 	a := &App{
-		Config: cfg, DB: db, Hierarchy: hierarchy, Certs: certs, Accounts: accounts,
+		Config: cfg, DB: db, Keys: keyStore, Hierarchy: hierarchy, Certs: certs, Accounts: accounts,
 		Tokens: tokens, Linter: linter, Metrics: metrics, Log: log,
 		OCSP: ocspCache, CRLs: crlCache, crlJobs: jobs, resigner: resigner, AuditLinker: auditLinker, now: now,
 	}
@@ -214,12 +239,16 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, log *slog.Lo
 	return a, nil
 }
 
-// Ready reports whether the node can serve: the database answers, the
-// current issuing intermediate is within its validity, and so is the OCSP
-// signer of every live intermediate.
+// Ready reports whether the node can serve: the database and the key store
+// (the PKCS#11 token, when there is one) answer, the current issuing
+// intermediate is within its validity, and so is the OCSP signer of every
+// live intermediate.
 func (a *App) Ready(ctx context.Context) error {
 	if err := a.DB.Ping(ctx); err != nil {
 		return fmt.Errorf("database: %w", err)
+	}
+	if err := a.Keys.Check(ctx); err != nil {
+		return fmt.Errorf("key store: %w", err)
 	}
 	now := time.Now()
 	if end := a.Hierarchy.Intermediate().Cert.NotAfter; !now.Before(end) {
@@ -260,7 +289,7 @@ func (a *App) renewOCSPSigner(ctx context.Context) {
 		if err := a.retireIntermediates(ctx, lastExpiry); err != nil && ctx.Err() == nil {
 			a.Log.Error("retiring superseded intermediates failed; will retry", "error", err)
 		}
-		renewed, err := a.Hierarchy.RenewOCSPSignerIfDue(ctx, a.DB, hc, a.Config.KeyPassphrase, a.Linter, time.Now())
+		renewed, err := a.Hierarchy.RenewOCSPSignerIfDue(ctx, a.DB, hc, a.Keys, a.Linter, time.Now())
 		switch {
 		case err != nil && !errors.Is(err, context.Canceled):
 			a.Log.Error("renewing the OCSP signer failed; will retry", "error", err)
@@ -319,8 +348,12 @@ func (a *App) warnCAExpiry(now time.Time, warned map[string]time.Time) {
 	}
 }
 
-// Close releases the database pool.
-func (a *App) Close() { a.DB.Close() }
+// Close releases the database pool and the key store's sessions. Call it
+// once the listeners and jobs have stopped: nothing may sign afterwards.
+func (a *App) Close() {
+	a.DB.Close()
+	_ = a.Keys.Close()
+}
 
 type observers []ca.Observer
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/keystore"
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/store"
@@ -31,18 +32,18 @@ func TestInitRecoversAnExpiredOCSPSigner(t *testing.T) {
 	pass := []byte(testPassphrase)
 	past := time.Now().Add(-48 * time.Hour)
 	cfg := ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: "http://pkid.test", OCSPValidity: 24 * time.Hour}}
-	created, fp1, err := ca.Init(ctx, db, cfg, pass, l, past)
+	created, fp1, err := ca.Init(ctx, db, cfg, keystore.Sealed(pass), l, past)
 	if err != nil || !created {
 		t.Fatalf("first init: %v %v", created, err)
 	}
-	if _, err := ca.LoadHierarchy(ctx, db, pass, time.Now()); !errors.Is(err, ca.ErrExpired) {
+	if _, err := ca.LoadHierarchy(ctx, db, keystore.Sealed(pass), time.Now()); !errors.Is(err, ca.ErrExpired) {
 		t.Fatalf("loading with an expired OCSP signer: %v, want ErrExpired", err)
 	}
-	created, fp2, err := ca.Init(ctx, db, cfg, pass, l, time.Now())
+	created, fp2, err := ca.Init(ctx, db, cfg, keystore.Sealed(pass), l, time.Now())
 	if err != nil || created || fp2 != fp1 {
 		t.Fatalf("second init: created %v, fingerprint %s vs %s, %v", created, fp2, fp1, err)
 	}
-	h, err := ca.LoadHierarchy(ctx, db, pass, time.Now())
+	h, err := ca.LoadHierarchy(ctx, db, keystore.Sealed(pass), time.Now())
 	if err != nil {
 		t.Fatalf("loading after the second init: %v", err)
 	}

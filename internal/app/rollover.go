@@ -127,7 +127,7 @@ func (a *App) CRLJob(issuerID string) *crl.Job { return a.crlJobs.job(issuerID) 
 // stops CRL jobs to match and loads the new intermediates' CRLs. RunJobs
 // calls it on every notification and every ReloadInterval.
 func (a *App) ReloadHierarchy(ctx context.Context) error {
-	changed, err := a.Hierarchy.Reload(ctx, a.DB, a.Config.KeyPassphrase, a.now())
+	changed, err := a.Hierarchy.Reload(ctx, a.DB, a.Keys, a.now())
 	if err != nil || !changed {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/keystore"
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/testnode"
@@ -33,7 +34,7 @@ func (n *node) rotate(t *testing.T) (*ca.Rotation, error) {
 		t.Fatal(err)
 	}
 	icfg := ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: testnode.PublicURL}}
-	return ca.Rotate(t.Context(), n.rawDB, icfg, n.passph, l, time.Now())
+	return ca.Rotate(t.Context(), n.rawDB, icfg, keystore.Sealed(n.passph), l, time.Now())
 }
 
 // awaitGeneration waits until n has taken in a rotation to generation gen
@@ -432,7 +433,7 @@ func TestRetireIntermediate(t *testing.T) {
 		t.Errorf("GET /crl after retirement: %d %v: not the current intermediate's", r.status, err)
 	}
 	// A restarted node loads the hierarchy without the retired one.
-	if _, err := ca.LoadHierarchy(ctx, n.rawDB, n.passph, time.Now()); err != nil {
+	if _, err := ca.LoadHierarchy(ctx, n.rawDB, keystore.Sealed(n.passph), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
@@ -14,9 +15,9 @@ import (
 	"time"
 
 	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/keystore"
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
-	"github.com/pkid/pkid/internal/sealedkey"
 )
 
 // Audit actions of the hierarchy.
@@ -28,9 +29,18 @@ const (
 // ErrNoHierarchy: pkid init has not been run on this database.
 var ErrNoHierarchy = errors.New("ca: no CA hierarchy in the database; run `pkid init`")
 
+// KeyStore makes and opens the hierarchy's private keys; internal/keystore
+// implements it, and decides where each kind of key lives (on a PKCS#11
+// token, or sealed in the database). Generate returns the new key and the
+// Ref that the issuer's record stores; Open returns the key a Ref names.
+type KeyStore interface {
+	Generate(curve elliptic.Curve, kind pki.IssuerKind) (crypto.Signer, keystore.Ref, error)
+	Open(ref keystore.Ref) (crypto.Signer, error)
+}
+
 // Hierarchy is the CA hierarchy loaded for signing: the root certificate
-// (its key stays sealed in the database: it is needed only to create or
-// rotate intermediates) and the live issuing intermediates, each with its
+// (its key is not opened: it is needed only to create or rotate
+// intermediates) and the live issuing intermediates, each with its
 // delegated OCSP signer. One intermediate is current and issues; after `pkid
 // ca rotate` the ones it superseded stay loaded, signing their CRLs and
 // their OCSP signers' renewals, until their last certificate has expired.
@@ -136,13 +146,14 @@ type InitConfig struct {
 
 // Init creates the CA hierarchy if the database has none: an ECDSA P-384
 // root, an ECDSA P-256 issuing intermediate (pathLen 0) and a delegated OCSP
-// signer, each linted before it is signed, with keys sealed under passphrase,
+// signer, each linted before it is signed, with keys made by keys (on the
+// HSM or sealed, as keys decides),
 // and the root's first CRL. It is idempotent: when a hierarchy exists it
 // changes nothing (but signs the root's CRL if an interrupted init left none)
 // and returns created=false; it also re-signs the root's CRL once half of
 // its validity has passed. It returns the root's SHA-256 fingerprint either
 // way.
-func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []byte, l *lint.Linter, now time.Time) (created bool, rootFingerprint string, err error) {
+func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, keys KeyStore, l *lint.Linter, now time.Time) (created bool, rootFingerprint string, err error) {
 	cfg := icfg.Hierarchy
 	existing, err := st.Issuers(ctx)
 	if err != nil {
@@ -162,7 +173,7 @@ func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []
 		// has passed (run `pkid init` at least that often; see the README).
 		latest, err := st.LatestCRL(ctx, rootRec.ID)
 		if errors.Is(err, pki.ErrNotFound) || (err == nil && latest.NextUpdate.Sub(now) < validity/2) {
-			root, err := openIssuer(rootRec, passphrase, now)
+			root, err := openIssuer(rootRec, keys, now)
 			if err != nil {
 				return false, "", err
 			}
@@ -172,13 +183,13 @@ func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []
 		} else if err != nil && !errors.Is(err, pki.ErrNotFound) {
 			return false, "", err
 		}
-		if err := renewExpiredOCSPSigner(ctx, st, existing, cfg, passphrase, l, now); err != nil {
+		if err := renewExpiredOCSPSigner(ctx, st, existing, cfg, keys, l, now); err != nil {
 			return false, "", err
 		}
 		return false, Fingerprint(rootRec.Certificate), nil
 	}
 
-	rootKey, err := issuance.GenerateKey(elliptic.P384())
+	rootKey, rootRef, err := keys.Generate(elliptic.P384(), pki.IssuerRoot)
 	if err != nil {
 		return false, "", err
 	}
@@ -186,7 +197,7 @@ func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []
 	if err != nil {
 		return false, "", fmt.Errorf("ca: creating root: %w", err)
 	}
-	interKey, err := issuance.GenerateKey(elliptic.P256())
+	interKey, interRef, err := keys.Generate(elliptic.P256(), pki.IssuerIntermediate)
 	if err != nil {
 		return false, "", err
 	}
@@ -194,7 +205,7 @@ func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []
 	if err != nil {
 		return false, "", fmt.Errorf("ca: creating intermediate: %w", err)
 	}
-	ocspKey, err := issuance.GenerateKey(elliptic.P256())
+	ocspKey, ocspRef, err := keys.Generate(elliptic.P256(), pki.IssuerOCSP)
 	if err != nil {
 		return false, "", err
 	}
@@ -203,30 +214,20 @@ func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []
 		return false, "", fmt.Errorf("ca: creating OCSP signer: %w", err)
 	}
 
-	var recs []*pki.IssuerRecord
-	for _, x := range []struct {
-		kind   pki.IssuerKind
-		is     *issuance.Issuer
-		parent *issuance.Issuer
-	}{
-		{pki.IssuerRoot, root, nil},
-		{pki.IssuerIntermediate, inter, root},
-		{pki.IssuerOCSP, ocsp, inter},
-	} {
-		rec, err := sealIssuer(x.kind, x.is, x.parent, passphrase)
-		if err != nil {
-			return false, "", err
-		}
-		recs = append(recs, rec)
+	recs := []*pki.IssuerRecord{
+		issuerRecord(pki.IssuerRoot, root, nil, rootRef),
+		issuerRecord(pki.IssuerIntermediate, inter, root, interRef),
+		issuerRecord(pki.IssuerOCSP, ocsp, inter, ocspRef),
 	}
 	ev := pki.AuditEvent{
 		Actor: "system", Action: ActionHierarchyCreated, Outcome: pki.OutcomeSuccess,
-		Detail: map[string]any{"root": root.ID, "intermediate": inter.ID, "ocsp_signer": ocsp.ID},
+		Detail: map[string]any{"root": root.ID, "intermediate": inter.ID, "ocsp_signer": ocsp.ID,
+			"root_key": keyPlace(rootRef), "intermediate_key": keyPlace(interRef), "ocsp_signer_key": keyPlace(ocspRef)},
 	}
 	if err := st.InsertIssuers(ctx, recs, ev); err != nil {
 		if errors.Is(err, pki.ErrAlreadyExists) {
 			// Another `pkid init` won the race; report what it made.
-			return Init(ctx, st, icfg, passphrase, l, now)
+			return Init(ctx, st, icfg, keys, l, now)
 		}
 		return false, "", err
 	}
@@ -261,16 +262,23 @@ func signRootCRL(ctx context.Context, st HierarchyStore, root *issuance.Issuer, 
 	return nil
 }
 
-func sealIssuer(kind pki.IssuerKind, is, parent *issuance.Issuer, passphrase []byte) (*pki.IssuerRecord, error) {
-	sealed, err := sealedkey.Seal(is.Signer, passphrase)
-	if err != nil {
-		return nil, fmt.Errorf("ca: sealing %s key: %w", kind, err)
+// keyPlace says where a key is, for audit events: its PKCS#11 URI, or
+// "sealed" for a key sealed in the database.
+func keyPlace(ref keystore.Ref) string {
+	if ref.URI != "" {
+		return ref.URI
 	}
+	return "sealed"
+}
+
+// issuerRecord is the stored form of an issuer whose key is at ref.
+func issuerRecord(kind pki.IssuerKind, is, parent *issuance.Issuer, ref keystore.Ref) *pki.IssuerRecord {
 	rec := &pki.IssuerRecord{
 		ID:           is.ID,
 		Kind:         kind,
 		Certificate:  is.Cert.Raw,
-		EncryptedKey: sealed,
+		EncryptedKey: ref.Sealed,
+		KeyURI:       ref.URI,
 		Subject:      is.Cert.Subject.String(),
 		NotBefore:    is.Cert.NotBefore,
 		NotAfter:     is.Cert.NotAfter,
@@ -278,7 +286,7 @@ func sealIssuer(kind pki.IssuerKind, is, parent *issuance.Issuer, passphrase []b
 	if parent != nil {
 		rec.ParentID = parent.ID
 	}
-	return rec, nil
+	return rec
 }
 
 func findIssuer(recs []*pki.IssuerRecord, kind pki.IssuerKind) (*pki.IssuerRecord, error) {
@@ -299,13 +307,14 @@ func findIssuer(recs []*pki.IssuerRecord, kind pki.IssuerKind) (*pki.IssuerRecor
 }
 
 // LoadHierarchy opens the keys of the live intermediates and of their OCSP
-// signers with passphrase. It fails with an error wrapping
-// sealedkey.ErrWrongPassphrase on a wrong passphrase, ErrNoHierarchy before
+// signers from keys. It fails with an error wrapping
+// sealedkey.ErrWrongPassphrase on a wrong passphrase, with the key store's
+// error when a key on a token cannot be opened, ErrNoHierarchy before
 // `pkid init`, and ErrExpired when the current intermediate or an OCSP
 // signer it needs has expired at now (pkid must not start then: it would
 // sign what no one can verify). A superseded intermediate that has expired
 // is left out: all its certificates have expired with it.
-func LoadHierarchy(ctx context.Context, st HierarchyStore, passphrase []byte, now time.Time) (*Hierarchy, error) {
+func LoadHierarchy(ctx context.Context, st HierarchyStore, keys KeyStore, now time.Time) (*Hierarchy, error) {
 	recs, err := st.Issuers(ctx)
 	if err != nil {
 		return nil, err
@@ -321,7 +330,7 @@ func LoadHierarchy(ctx context.Context, st HierarchyStore, passphrase []byte, no
 	if err != nil {
 		return nil, fmt.Errorf("ca: parsing root: %w", err)
 	}
-	set, err := loadIntermediates(ctx, st, recs, nil, passphrase, now)
+	set, err := loadIntermediates(ctx, st, recs, nil, keys, now)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +344,7 @@ func LoadHierarchy(ctx context.Context, st HierarchyStore, passphrase []byte, no
 // start with an expired one (it would sign responses nobody can verify); if
 // every node was down through a signer's last third of life, `pkid init`
 // is how the operator recovers, since it may open the intermediates' keys.
-func renewExpiredOCSPSigner(ctx context.Context, st HierarchyStore, recs []*pki.IssuerRecord, cfg issuance.HierarchyConfig, passphrase []byte, l *lint.Linter, now time.Time) error {
+func renewExpiredOCSPSigner(ctx context.Context, st HierarchyStore, recs []*pki.IssuerRecord, cfg issuance.HierarchyConfig, keys KeyStore, l *lint.Linter, now time.Time) error {
 	for _, interRec := range recs {
 		if interRec.Kind != pki.IssuerIntermediate || !now.Before(interRec.NotAfter) {
 			continue
@@ -344,11 +353,11 @@ func renewExpiredOCSPSigner(ctx context.Context, st HierarchyStore, recs []*pki.
 		if ocspRec != nil && now.Before(ocspRec.NotAfter) {
 			continue
 		}
-		inter, err := openIssuer(interRec, passphrase, now)
+		inter, err := openIssuer(interRec, keys, now)
 		if err != nil {
 			return err
 		}
-		key, err := issuance.GenerateKey(elliptic.P256())
+		key, ref, err := keys.Generate(elliptic.P256(), pki.IssuerOCSP)
 		if err != nil {
 			return err
 		}
@@ -356,10 +365,7 @@ func renewExpiredOCSPSigner(ctx context.Context, st HierarchyStore, recs []*pki.
 		if err != nil {
 			return fmt.Errorf("ca: renewing the expired OCSP signer: %w", err)
 		}
-		rec, err := sealIssuer(pki.IssuerOCSP, next, inter, passphrase)
-		if err != nil {
-			return err
-		}
+		rec := issuerRecord(pki.IssuerOCSP, next, inter, ref)
 		if ocspRec == nil {
 			ev := pki.AuditEvent{Actor: "system", Action: ActionOCSPSignerRenew, Outcome: pki.OutcomeSuccess,
 				Detail: map[string]any{"intermediate": inter.ID, "next": next.ID, "by": "init"}}
@@ -380,14 +386,11 @@ func renewExpiredOCSPSigner(ctx context.Context, st HierarchyStore, recs []*pki.
 // ErrExpired: a CA certificate pkid needs has expired.
 var ErrExpired = errors.New("ca: CA certificate expired")
 
-func openIssuer(rec *pki.IssuerRecord, passphrase []byte, now time.Time) (*issuance.Issuer, error) {
+func openIssuer(rec *pki.IssuerRecord, keys KeyStore, now time.Time) (*issuance.Issuer, error) {
 	if !now.Before(rec.NotAfter) {
 		return nil, fmt.Errorf("%w: %s %s expired at %s", ErrExpired, rec.Kind, rec.Subject, rec.NotAfter.UTC().Format(time.RFC3339))
 	}
-	if rec.KeyURI != "" {
-		return nil, fmt.Errorf("ca: %s key is in an HSM (%s), which this build cannot open", rec.Kind, rec.KeyURI)
-	}
-	signer, err := sealedkey.Open(rec.EncryptedKey, passphrase)
+	signer, err := keys.Open(keystore.RefOf(rec))
 	if err != nil {
 		return nil, fmt.Errorf("ca: opening %s key: %w", rec.Kind, err)
 	}
@@ -404,7 +407,7 @@ func openIssuer(rec *pki.IssuerRecord, passphrase []byte, now time.Time) (*issua
 // `pkid serve`; several nodes may race, and the store lets each replacement
 // happen once (the losers load the winner's signer). It reports whether any
 // signer changed.
-func (h *Hierarchy) RenewOCSPSignerIfDue(ctx context.Context, st HierarchyStore, cfg issuance.HierarchyConfig, passphrase []byte, l *lint.Linter, now time.Time) (bool, error) {
+func (h *Hierarchy) RenewOCSPSignerIfDue(ctx context.Context, st HierarchyStore, cfg issuance.HierarchyConfig, keys KeyStore, l *lint.Linter, now time.Time) (bool, error) {
 	h.reload.Lock()
 	defer h.reload.Unlock()
 	renewed, raced := false, false
@@ -414,7 +417,7 @@ func (h *Hierarchy) RenewOCSPSignerIfDue(ctx context.Context, st HierarchyStore,
 		if cur.Cert.NotAfter.Sub(now) > life/3 {
 			continue
 		}
-		key, err := issuance.GenerateKey(elliptic.P256())
+		key, ref, err := keys.Generate(elliptic.P256(), pki.IssuerOCSP)
 		if err != nil {
 			return renewed, err
 		}
@@ -422,10 +425,7 @@ func (h *Hierarchy) RenewOCSPSignerIfDue(ctx context.Context, st HierarchyStore,
 		if err != nil {
 			return renewed, fmt.Errorf("ca: renewing the OCSP signer of %s: %w", in.Issuer.Cert.Subject, err)
 		}
-		rec, err := sealIssuer(pki.IssuerOCSP, next, in.Issuer, passphrase)
-		if err != nil {
-			return renewed, err
-		}
+		rec := issuerRecord(pki.IssuerOCSP, next, in.Issuer, ref)
 		ev := pki.AuditEvent{
 			Actor: "system", Action: ActionOCSPSignerRenew, Outcome: pki.OutcomeSuccess,
 			Detail: map[string]any{"intermediate": in.Issuer.ID, "previous": cur.ID, "next": next.ID, "not_after": next.Cert.NotAfter},
@@ -442,7 +442,7 @@ func (h *Hierarchy) RenewOCSPSignerIfDue(ctx context.Context, st HierarchyStore,
 		}
 	}
 	if raced {
-		if _, err := h.reloadLocked(ctx, st, passphrase, now); err != nil {
+		if _, err := h.reloadLocked(ctx, st, keys, now); err != nil {
 			return renewed, err
 		}
 		renewed = true

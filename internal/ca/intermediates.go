@@ -73,19 +73,19 @@ func (h *Hierarchy) IntermediateByID(id string) *Intermediate { return h.set.Loa
 // (it becomes current), one that was retired (it leaves), an OCSP signer
 // that another node renewed. Keys already open are kept, not opened again.
 // On error nothing changes. It reports whether anything did.
-func (h *Hierarchy) Reload(ctx context.Context, st HierarchyStore, passphrase []byte, now time.Time) (bool, error) {
+func (h *Hierarchy) Reload(ctx context.Context, st HierarchyStore, keys KeyStore, now time.Time) (bool, error) {
 	h.reload.Lock()
 	defer h.reload.Unlock()
-	return h.reloadLocked(ctx, st, passphrase, now)
+	return h.reloadLocked(ctx, st, keys, now)
 }
 
-func (h *Hierarchy) reloadLocked(ctx context.Context, st HierarchyStore, passphrase []byte, now time.Time) (bool, error) {
+func (h *Hierarchy) reloadLocked(ctx context.Context, st HierarchyStore, keys KeyStore, now time.Time) (bool, error) {
 	recs, err := st.Issuers(ctx)
 	if err != nil {
 		return false, err
 	}
 	prev := h.set.Load()
-	next, err := loadIntermediates(ctx, st, recs, prev, passphrase, now)
+	next, err := loadIntermediates(ctx, st, recs, prev, keys, now)
 	if err != nil {
 		return false, err
 	}
@@ -108,7 +108,7 @@ func sameSet(a, b *intermediateSet) bool {
 // the keys prev has open (prev may be nil). Superseded intermediates that
 // have expired are left out: they cannot sign, and every certificate they
 // issued has expired with them (the retirement job retires them).
-func loadIntermediates(ctx context.Context, st HierarchyStore, recs []*pki.IssuerRecord, prev *intermediateSet, passphrase []byte, now time.Time) (*intermediateSet, error) {
+func loadIntermediates(ctx context.Context, st HierarchyStore, recs []*pki.IssuerRecord, prev *intermediateSet, keys KeyStore, now time.Time) (*intermediateSet, error) {
 	opened := map[string]*issuance.Issuer{}
 	if prev != nil {
 		for _, in := range prev.live {
@@ -120,7 +120,7 @@ func loadIntermediates(ctx context.Context, st HierarchyStore, recs []*pki.Issue
 		if is := opened[rec.ID]; is != nil {
 			return is, nil
 		}
-		return openIssuer(rec, passphrase, now)
+		return openIssuer(rec, keys, now)
 	}
 
 	set := &intermediateSet{all: map[string]*x509.Certificate{}}

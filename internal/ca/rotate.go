@@ -52,7 +52,7 @@ var generationSuffix = regexp.MustCompile(` G[0-9]+$`)
 //
 // Two rotations at once make one new intermediate: the loser stores nothing
 // and returns ErrRotationRaced.
-func Rotate(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase []byte, l *lint.Linter, now time.Time) (*Rotation, error) {
+func Rotate(ctx context.Context, st HierarchyStore, icfg InitConfig, keys KeyStore, l *lint.Linter, now time.Time) (*Rotation, error) {
 	cfg := icfg.Hierarchy
 	recs, err := st.Issuers(ctx)
 	if err != nil {
@@ -74,7 +74,7 @@ func Rotate(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase 
 	if prev == nil {
 		return nil, fmt.Errorf("%w (no current intermediate)", ErrNoHierarchy)
 	}
-	root, err := openIssuer(rootRec, passphrase, now)
+	root, err := openIssuer(rootRec, keys, now)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func Rotate(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase 
 		cfg.IntermediateCommonName = fmt.Sprintf("%s G%d", base, gen)
 	}
 
-	interKey, err := issuance.GenerateKey(elliptic.P256())
+	interKey, interRef, err := keys.Generate(elliptic.P256(), pki.IssuerIntermediate)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func Rotate(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase 
 	if err != nil {
 		return nil, fmt.Errorf("ca: creating intermediate: %w", err)
 	}
-	ocspKey, err := issuance.GenerateKey(elliptic.P256())
+	ocspKey, ocspRef, err := keys.Generate(elliptic.P256(), pki.IssuerOCSP)
 	if err != nil {
 		return nil, err
 	}
@@ -104,21 +104,16 @@ func Rotate(ctx context.Context, st HierarchyStore, icfg InitConfig, passphrase 
 	if err != nil {
 		return nil, fmt.Errorf("ca: creating OCSP signer: %w", err)
 	}
-	interRec, err := sealIssuer(pki.IssuerIntermediate, inter, root, passphrase)
-	if err != nil {
-		return nil, err
-	}
+	interRec := issuerRecord(pki.IssuerIntermediate, inter, root, interRef)
 	interRec.Generation = gen
-	ocspRec, err := sealIssuer(pki.IssuerOCSP, ocsp, inter, passphrase)
-	if err != nil {
-		return nil, err
-	}
+	ocspRec := issuerRecord(pki.IssuerOCSP, ocsp, inter, ocspRef)
 	ev := pki.AuditEvent{
 		Actor: "system", Action: ActionIntermediateRotated, Outcome: pki.OutcomeSuccess,
 		Detail: map[string]any{
 			"root": root.ID, "previous": prev.ID, "previous_generation": prev.Generation,
 			"intermediate": inter.ID, "generation": gen, "subject": inter.Cert.Subject.String(),
 			"not_after": inter.Cert.NotAfter, "ocsp_signer": ocsp.ID,
+			"intermediate_key": keyPlace(interRef), "ocsp_signer_key": keyPlace(ocspRef),
 		},
 	}
 	if err := st.RotateIntermediate(ctx, prev.ID, interRec, ocspRec, ev); err != nil {

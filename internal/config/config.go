@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,13 @@ type Config struct {
 	PublicURL    string   // base URL written into certificates
 	// KeyPassphrase protects the CA and token keys at rest. Empty unless set.
 	KeyPassphrase []byte
+	// PKCS11Module, PKCS11Token and PKCS11PINFile name the HSM that holds
+	// the CA keys: the PKCS#11 library, the token's label and a file holding
+	// the user PIN (read when the token is opened, never logged). All three
+	// or none; with them PKID_KEY_PASSPHRASE is optional.
+	PKCS11Module  string
+	PKCS11Token   string
+	PKCS11PINFile string
 
 	AutoMigrate bool // serve applies migrations at start
 	// DBMaxConns caps serve's pool of database connections; 0 means the
@@ -135,6 +143,9 @@ func FromEnv(getenv Getenv) (Config, error) {
 	str("PKID_PUBLIC_URL", &c.PublicURL)
 	str("PKID_LOG_LEVEL", &c.LogLevel)
 	str("PKID_LOG_FORMAT", &c.LogFormat)
+	str("PKID_PKCS11_MODULE", &c.PKCS11Module)
+	str("PKID_PKCS11_TOKEN", &c.PKCS11Token)
+	str("PKID_PKCS11_PIN_FILE", &c.PKCS11PINFile)
 	if v, ok := getenv("PKID_TLS_HOSTNAMES"); ok && v != "" {
 		c.TLSHostnames = splitList(v)
 	}
@@ -243,8 +254,12 @@ func splitList(s string) []string {
 	return out
 }
 
+// HSM reports whether a PKCS#11 token holds the CA keys.
+func (c Config) HSM() bool { return c.PKCS11Module != "" }
+
 // Validate checks the configuration as a whole. needPassphrase is true for
-// the commands that open CA keys.
+// the commands that open CA keys: they need PKID_KEY_PASSPHRASE or a
+// PKCS#11 token.
 func (c Config) Validate(needPassphrase bool) error {
 	var errs []error
 	if _, err := url.Parse(c.DatabaseURL); err != nil || c.DatabaseURL == "" {
@@ -273,8 +288,19 @@ func (c Config) Validate(needPassphrase bool) error {
 	case u.RawQuery != "" || u.Fragment != "":
 		errs = append(errs, fmt.Errorf("PKID_PUBLIC_URL %q must not have a query or fragment", c.PublicURL))
 	}
-	if needPassphrase && len(c.KeyPassphrase) == 0 {
-		errs = append(errs, errors.New("PKID_KEY_PASSPHRASE (or PKID_KEY_PASSPHRASE_FILE) is required: it protects the CA keys at rest"))
+	if needPassphrase && len(c.KeyPassphrase) == 0 && !c.HSM() {
+		errs = append(errs, errors.New("PKID_KEY_PASSPHRASE (or PKID_KEY_PASSPHRASE_FILE) is required unless a PKCS#11 token holds the keys (PKID_PKCS11_MODULE): it protects the CA keys at rest"))
+	}
+	if set := c.PKCS11Module != "" || c.PKCS11Token != "" || c.PKCS11PINFile != ""; set {
+		if c.PKCS11Module == "" || c.PKCS11Token == "" || c.PKCS11PINFile == "" {
+			errs = append(errs, errors.New("PKID_PKCS11_MODULE, PKID_PKCS11_TOKEN and PKID_PKCS11_PIN_FILE go together: set all three or none"))
+		}
+		if c.PKCS11Module != "" && !filepath.IsAbs(c.PKCS11Module) {
+			// A bare name would be looked up by the dynamic loader along
+			// LD_LIBRARY_PATH: the library that gets the PIN must be the one
+			// the operator named.
+			errs = append(errs, fmt.Errorf("PKID_PKCS11_MODULE %q must be an absolute path", c.PKCS11Module))
+		}
 	}
 	if c.MaxValidity <= 0 || c.MaxValidity > 200*24*time.Hour {
 		errs = append(errs, fmt.Errorf("PKID_MAX_VALIDITY %s must be between 1s and 200 days", c.MaxValidity))

@@ -199,3 +199,8 @@ func (s *Store) Protection(ref Ref) (Protection, error) {
 	}
 	return s.token.protection(ref.URI)
 }
+
+// Sealed returns a Store without a token that seals every key under
+// passphrase: what Open returns for a configuration without PKCS#11, for
+// callers (tests, tools) that hold the passphrase already.
+func Sealed(passphrase []byte) *Store { return &Store{secret: passphrase} }

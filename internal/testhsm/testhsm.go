@@ -11,6 +11,8 @@ package testhsm
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,27 +51,35 @@ func (tok *Token) Env() []string {
 	}
 }
 
-// Module returns the SoftHSM2 module's path, skipping t (failing it under
-// CI=true, where .ci/run installs softhsm2) when it is not installed or the
-// build cannot load modules.
-func Module(t testing.TB) string {
-	t.Helper()
-	miss := t.Skipf
-	if os.Getenv("CI") == "true" {
-		miss = t.Fatalf
-	}
+// ModulePath returns the SoftHSM2 module's path, or why it cannot be used:
+// not installed, no softhsm2-util, or a build that cannot load modules.
+func ModulePath() (string, error) {
 	if !keystore.Supported {
-		miss("PKCS#11 needs cgo; this test binary was built with CGO_ENABLED=0")
+		return "", errors.New("PKCS#11 needs cgo; this test binary was built with CGO_ENABLED=0")
 	}
 	mod := DefaultModule
 	if m := os.Getenv(EnvModule); m != "" {
 		mod = m
 	}
 	if _, err := os.Stat(mod); err != nil {
-		miss("SoftHSM2 is not installed (%v): apt-get install softhsm2, or set %s", err, EnvModule)
+		return "", fmt.Errorf("SoftHSM2 is not installed (%v): apt-get install softhsm2, or set %s", err, EnvModule)
 	}
 	if _, err := exec.LookPath("softhsm2-util"); err != nil {
-		miss("softhsm2-util is not on PATH: apt-get install softhsm2")
+		return "", errors.New("softhsm2-util is not on PATH: apt-get install softhsm2")
+	}
+	return mod, nil
+}
+
+// Module returns ModulePath, skipping t when it fails, or failing t under
+// CI=true, where .ci/run installs softhsm2 and the tests must run.
+func Module(t testing.TB) string {
+	t.Helper()
+	mod, err := ModulePath()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
 	}
 	return mod
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/keystore"
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/store"
 	"github.com/pkid/pkid/internal/testdb"
@@ -39,7 +40,7 @@ func Init(tb testing.TB, passphrase []byte) (*store.DB, config.Config) {
 		tb.Fatal(err)
 	}
 	icfg := ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: PublicURL}}
-	if _, _, err := ca.Init(ctx, db, icfg, passphrase, l, time.Now()); err != nil {
+	if _, _, err := ca.Init(ctx, db, icfg, keystore.Sealed(passphrase), l, time.Now()); err != nil {
 		tb.Fatal(err)
 	}
 	if _, err := auth.EnsureKey(ctx, db, passphrase, time.Now()); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/keystore"
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/store"
@@ -39,7 +40,7 @@ func initHierarchy(t *testing.T, url string, hc issuance.HierarchyConfig, now ti
 	if hc.PublicURL == "" {
 		hc.PublicURL = publicURL
 	}
-	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: hc}, []byte(passphrase), l, now); err != nil {
+	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: hc}, keystore.Sealed([]byte(passphrase)), l, now); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := auth.EnsureKey(ctx, db, []byte(passphrase), time.Now()); err != nil {

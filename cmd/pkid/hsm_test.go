@@ -1,0 +1,228 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pkid/pkid/internal/keystore"
+	"github.com/pkid/pkid/internal/pki"
+	"github.com/pkid/pkid/internal/store"
+	"github.com/pkid/pkid/internal/testdb"
+	"github.com/pkid/pkid/internal/testhsm"
+)
+
+// TestHSM is the operator's path with an HSM (SoftHSM2 here): `pkid init
+// --pkcs11-*` with no passphrase, two `pkid serve` nodes on the token, a
+// certificate issued for an openssl CSR that `openssl verify` accepts, an
+// OCSP answer openssl verifies, CA keys that the token will not let out and
+// that the database holds no trace of.
+func TestHSM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the pkid binary")
+	}
+	tok := testhsm.New(t, "pkid-e2e")
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("needs openssl")
+	}
+	bin := filepath.Join(t.TempDir(), "pkid")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	dbURL := testdb.Missing(t)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PKID_") {
+			env = append(env, kv) // no passphrase: the token is the only secret
+		}
+	}
+	env = append(env, "DATABASE_URL="+dbURL, "PKID_LOG_FORMAT=text", "SOFTHSM2_CONF="+tok.Conf)
+	hsmEnv := append(append([]string{}, env...), tok.Env()...)
+	run := func(env []string, stdin string, args ...string) (string, error) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(stdin)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return out.String(), err
+	}
+	must := func(env []string, stdin string, args ...string) string {
+		t.Helper()
+		out, err := run(env, stdin, args...)
+		if err != nil {
+			t.Fatalf("pkid %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+
+	must(env, "", "migrate")
+	if out, err := run(env, "", "init"); err == nil || !strings.Contains(out, "PKID_PKCS11_MODULE") {
+		t.Fatalf("init with neither passphrase nor token: %v\n%s", err, out)
+	}
+	pkcs11 := []string{"--pkcs11-module", tok.Module, "--pkcs11-token", tok.Label, "--pkcs11-pin-file", tok.PINFile}
+	out := must(env, "", append([]string{"init"}, pkcs11...)...)
+	if !strings.Contains(out, `generated on PKCS#11 token "pkid-e2e"`) {
+		t.Errorf("init does not say where the keys are:\n%s", out)
+	}
+	if out := must(env, "", append([]string{"init"}, pkcs11...)...); !strings.Contains(out, "nothing changed") {
+		t.Errorf("second init:\n%s", out)
+	}
+	must(hsmEnv, "correct horse battery staple\n", "admin", "create-user", "--username", "ops")
+	adminToken := strings.TrimSpace(must(hsmEnv, "", "admin", "token", "--username", "ops"))
+
+	// The issuers table: no key material for the CA keys, only where
+	// they are on the token; the OCSP signer's key sealed.
+	ctx := context.Background()
+	db, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	recs, err := db.Issuers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onToken := map[pki.IssuerKind]keystore.Ref{}
+	for _, r := range recs {
+		switch r.Kind {
+		case pki.IssuerRoot, pki.IssuerIntermediate:
+			if r.EncryptedKey != nil || !strings.HasPrefix(r.KeyURI, "pkcs11:token=pkid-e2e;") {
+				t.Errorf("%s row: encrypted_key %d bytes, key_uri %q: want no key, a URI on the token", r.Kind, len(r.EncryptedKey), r.KeyURI)
+			}
+			if strings.Contains(r.KeyURI, tok.PIN) {
+				t.Errorf("%s key URI holds the PIN", r.Kind)
+			}
+			onToken[r.Kind] = keystore.RefOf(r)
+		case pki.IssuerOCSP:
+			if r.KeyURI != "" || len(r.EncryptedKey) == 0 {
+				t.Errorf("OCSP signer row: key_uri %q: want a sealed key", r.KeyURI)
+			}
+		}
+	}
+	if len(onToken) != 2 {
+		t.Fatalf("issuers %d rows, %d keys on the token", len(recs), len(onToken))
+	}
+
+	// A wrong PIN stops serve before it listens, without showing the PIN.
+	wrongPIN := filepath.Join(t.TempDir(), "wrong-pin")
+	if err := os.WriteFile(wrongPIN, []byte("987654321\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := append(append([]string{}, hsmEnv...), "PKID_PKCS11_PIN_FILE="+wrongPIN, "PKID_HTTP_ADDR="+freeAddr(t))
+	if out, err := run(bad, "", "serve"); err == nil || !strings.Contains(out, "CKR_PIN_INCORRECT") || strings.Contains(out, "987654321") {
+		t.Fatalf("serve with a wrong PIN: %v\n%s", err, out)
+	}
+
+	// Two nodes, each its own process and its own sessions on the token.
+	var bases []string
+	for i := 0; i < 2; i++ {
+		addr := freeAddr(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cmd := exec.CommandContext(ctx, bin, "serve")
+		cmd.Env = append(append([]string{}, hsmEnv...), "PKID_HTTP_ADDR="+addr, "PKID_PUBLIC_URL=http://pkid.test")
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cancel()
+			_ = cmd.Wait()
+			if strings.Contains(logs.String(), tok.PIN) {
+				t.Errorf("node %d logged the PIN", i)
+			}
+			if t.Failed() {
+				t.Logf("node %d log:\n%s", i, logs.String())
+			}
+		})
+		waitReady(t, "http://"+addr)
+		bases = append(bases, "http://"+addr)
+	}
+
+	acct := call(t, "POST", bases[0]+"/admin/api/accounts", adminToken, `{"name":"HSM Inc","plan":"enterprise"}`, 201)
+	token := call(t, "POST", bases[0]+"/admin/api/accounts/"+acct["id"].(string)+"/tokens", adminToken, `{"name":"hsm"}`, 201)["token"].(string)
+
+	dir := t.TempDir()
+	file := func(name string) string { return filepath.Join(dir, name) }
+	openssl := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("openssl", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("openssl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", file("client.key"), "-subj", "/CN=node.test", "-out", file("client.csr"))
+	csr, err := os.ReadFile(file("client.csr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, base := range bases {
+		body, _ := json.Marshal(map[string]string{"csr": string(csr)})
+		cert := call(t, "POST", base+"/api/v1/certificates", token, string(body), 201)
+		leaf, chain := file("leaf.pem"), file("chain.pem")
+		writeFile(t, leaf, cert["certificate"].(string))
+		writeFile(t, chain, cert["chain"].(string))
+		writeFile(t, file("root.pem"), getBody(t, base+"/ca/root.pem"))
+		if out := openssl("verify", "-CAfile", file("root.pem"), "-untrusted", chain, leaf); !strings.Contains(out, ": OK") {
+			t.Fatalf("node %d: openssl verify: %s", i, out)
+		}
+		// The first PEM block of the chain is the intermediate.
+		inter := cert["chain"].(string)
+		inter = inter[:strings.Index(inter, "-----END CERTIFICATE-----")+len("-----END CERTIFICATE-----")] + "\n"
+		writeFile(t, file("inter.pem"), inter)
+		out := openssl("ocsp", "-issuer", file("inter.pem"), "-cert", leaf, "-CAfile", chain, "-url", base+"/ocsp", "-no_nonce")
+		if !strings.Contains(out, "Response verify OK") || !strings.Contains(out, leaf+": good") {
+			t.Fatalf("node %d: openssl ocsp: %s", i, out)
+		}
+	}
+
+	// The token, asked while both nodes run: the CA keys are sensitive,
+	// never extractable, and their value is refused.
+	ks, err := keystore.Open(keystore.Config{PKCS11: tok.Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	for kind, ref := range onToken {
+		p, err := ks.Protection(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !p.Kept() || p.Extractable || !p.Sensitive {
+			t.Errorf("%s key: %+v: the token would let it out", kind, p)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d, %v", url, resp.StatusCode, err)
+	}
+	return string(b)
+}
