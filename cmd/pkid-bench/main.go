@@ -6,6 +6,11 @@
 // database, so that every figure comes with its distance from the limit.
 //
 //	go run ./cmd/pkid-bench [-duration 10s] [-concurrency 1,8,64] [-database-url URL]
+//	    [-pkcs11-module LIB -pkcs11-token LABEL -pkcs11-pin-file FILE]
+//
+// With the -pkcs11-* flags the root and intermediate keys are generated on
+// that token (as `pkid init --pkcs11-*` does; each run adds two keys to
+// it, so use a scratch token) and every certificate is signed there.
 //
 // It creates a scratch database (pkid_bench_<random>) on the server named by
 // -database-url and drops it at the end. The server under test runs in this
@@ -50,7 +55,6 @@ import (
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/issuance"
-	"github.com/pkid/pkid/internal/keystore"
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/policy"
@@ -73,6 +77,10 @@ func run() error {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the end-to-end runs to this file")
 	withCeiling := flag.Bool("ceiling", true, "measure the in-process ceiling first (false: skip it, for quick comparisons)")
 	revocations := flag.Int("revocations", 100, "revocations whose visibility on a second node is measured (0 skips it)")
+	var hsm config.Config
+	flag.StringVar(&hsm.PKCS11Module, "pkcs11-module", "", "PKCS#11 library: generate and use the CA keys on an HSM token")
+	flag.StringVar(&hsm.PKCS11Token, "pkcs11-token", "", "the token's label (with -pkcs11-module)")
+	flag.StringVar(&hsm.PKCS11PINFile, "pkcs11-pin-file", "", "file holding the token's user PIN (with -pkcs11-module)")
 	flag.Parse()
 	var concs []int
 	for _, s := range strings.Split(*concList, ",") {
@@ -99,6 +107,10 @@ func run() error {
 	cfg.DatabaseURL = scratch
 	cfg.KeyPassphrase = []byte("bench passphrase")
 	cfg.PublicURL = "http://pkid.bench"
+	if hsm.HSM() {
+		cfg.PKCS11Module, cfg.PKCS11Token, cfg.PKCS11PINFile = hsm.PKCS11Module, hsm.PKCS11Token, hsm.PKCS11PINFile
+		cfg.KeyPassphrase = nil // the token's secret seals the software keys, as in production
+	}
 	if err := store.Migrate(ctx, scratch, slog.New(slog.DiscardHandler)); err != nil {
 		return err
 	}
@@ -111,6 +123,9 @@ func run() error {
 		return err
 	}
 	fmt.Printf("# pkid-bench  %s  GOMAXPROCS=%d  %s\n\n", time.Now().UTC().Format(time.RFC3339), runtime.GOMAXPROCS(0), runtime.Version())
+	if cfg.HSM() {
+		fmt.Printf("CA keys on PKCS#11 token %q (%s)\n\n", cfg.PKCS11Token, cfg.PKCS11Module)
+	}
 
 	// The ceiling: CSR check + lint + sign on every core, no HTTP, no DB.
 	fmt.Println("## Ceiling: in process, all cores, no HTTP, no database")
@@ -252,10 +267,15 @@ func initCA(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: cfg.PublicURL}}, keystore.Sealed(cfg.KeyPassphrase), l, time.Now()); err != nil {
+	keys, err := app.OpenKeys(cfg, true)
+	if err != nil {
 		return err
 	}
-	_, err = auth.EnsureKey(ctx, db, cfg.KeyPassphrase, time.Now())
+	defer keys.Close()
+	if _, _, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: cfg.PublicURL}}, keys, l, time.Now()); err != nil {
+		return err
+	}
+	_, err = auth.EnsureKey(ctx, db, keys.SealingSecret(), time.Now())
 	return err
 }
 
@@ -284,7 +304,13 @@ func ceiling(ctx context.Context, cfg config.Config, csrs []string, d time.Durat
 	if err != nil {
 		return 0, err
 	}
-	h, err := ca.LoadHierarchy(ctx, db, keystore.Sealed(cfg.KeyPassphrase), time.Now())
+	keys, err := app.OpenKeys(cfg, false)
+	if err != nil {
+		db.Close()
+		return 0, err
+	}
+	defer keys.Close() // after the last signature below
+	h, err := ca.LoadHierarchy(ctx, db, keys, time.Now())
 	db.Close()
 	if err != nil {
 		return 0, err

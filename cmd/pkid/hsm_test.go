@@ -20,7 +20,8 @@ import (
 )
 
 // TestHSM is the operator's path with an HSM (SoftHSM2 here): `pkid init
-// --pkcs11-*` with no passphrase, two `pkid serve` nodes on the token, a
+// --pkcs11-*` with no passphrase, `pkid ca rotate` on the token, two `pkid
+// serve` nodes on it, a
 // certificate issued for an openssl CSR that `openssl verify` accepts, an
 // OCSP answer openssl verifies, CA keys that the token will not let out and
 // that the database holds no trace of.
@@ -79,8 +80,14 @@ func TestHSM(t *testing.T) {
 	must(hsmEnv, "correct horse battery staple\n", "admin", "create-user", "--username", "ops")
 	adminToken := strings.TrimSpace(must(hsmEnv, "", "admin", "token", "--username", "ops"))
 
+	// `pkid ca rotate` makes the next intermediate on the token too, with
+	// the root's key signing there.
+	if out := must(hsmEnv, "", "ca", "rotate"); !strings.Contains(out, "generation 2") {
+		t.Fatalf("ca rotate:\n%s", out)
+	}
+
 	// The issuers table: no key material for the CA keys, only where
-	// they are on the token; the OCSP signer's key sealed.
+	// they are on the token; the OCSP signers' keys sealed.
 	ctx := context.Background()
 	db, err := store.Open(ctx, dbURL)
 	if err != nil {
@@ -91,7 +98,7 @@ func TestHSM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onToken := map[pki.IssuerKind]keystore.Ref{}
+	onToken := map[string]keystore.Ref{}
 	for _, r := range recs {
 		switch r.Kind {
 		case pki.IssuerRoot, pki.IssuerIntermediate:
@@ -101,15 +108,15 @@ func TestHSM(t *testing.T) {
 			if strings.Contains(r.KeyURI, tok.PIN) {
 				t.Errorf("%s key URI holds the PIN", r.Kind)
 			}
-			onToken[r.Kind] = keystore.RefOf(r)
+			onToken[r.Subject] = keystore.RefOf(r)
 		case pki.IssuerOCSP:
 			if r.KeyURI != "" || len(r.EncryptedKey) == 0 {
 				t.Errorf("OCSP signer row: key_uri %q: want a sealed key", r.KeyURI)
 			}
 		}
 	}
-	if len(onToken) != 2 {
-		t.Fatalf("issuers %d rows, %d keys on the token", len(recs), len(onToken))
+	if len(onToken) != 3 {
+		t.Fatalf("issuers: %d rows, %d keys on the token; want the root and two intermediates", len(recs), len(onToken))
 	}
 
 	// A wrong PIN stops serve before it listens, without showing the PIN.
@@ -195,13 +202,13 @@ func TestHSM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ks.Close()
-	for kind, ref := range onToken {
+	for subject, ref := range onToken {
 		p, err := ks.Protection(ref)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !p.Kept() || p.Extractable || !p.Sensitive {
-			t.Errorf("%s key: %+v: the token would let it out", kind, p)
+			t.Errorf("key of %s: %+v: the token would let it out", subject, p)
 		}
 	}
 }

@@ -174,12 +174,21 @@ func TestToken(t *testing.T) {
 	}
 
 	// Close may be called twice (deferred and on shutdown); a closed
-	// store fails its check rather than pretending to be ready.
+	// store fails its check rather than pretending to be ready, and a
+	// signature it cannot make is "unavailable" (503), not a bad request.
+	root3, err := s3.Open(rootRef)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s3.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s3.Check(t.Context()); !errors.Is(err, pki.ErrUnavailable) {
 		t.Fatalf("check after close: %v, want ErrUnavailable", err)
+	}
+	digest := sha256.Sum256([]byte("after close"))
+	if _, err := root3.Sign(rand.Reader, digest[:], crypto.SHA256); !errors.Is(err, pki.ErrUnavailable) {
+		t.Fatalf("signing after close: %v, want ErrUnavailable", err)
 	}
 }
 
