@@ -1,8 +1,6 @@
 package main_test
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,19 +10,17 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/pkid/pkid/internal/testbin"
 	"github.com/pkid/pkid/internal/testdb"
 )
+
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // TestTwoNodesIssueConcurrently runs the real binary the way an operator
 // does (migrate, init, create-user, token, serve) and then two `pkid serve`
@@ -33,29 +29,18 @@ func TestTwoNodesIssueConcurrently(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the pkid binary")
 	}
-	bin := filepath.Join(t.TempDir(), "pkid")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
-	}
+	bin := testbin.Binary(t, "pkid")
 	dbURL := testdb.Missing(t) // pkid migrate creates it
-	env := append(os.Environ(), "DATABASE_URL="+dbURL, "PKID_KEY_PASSPHRASE=e2e passphrase", "PKID_LOG_FORMAT=text")
-	run := func(stdin string, args ...string) (string, string) {
+	env := testbin.Env(dbURL, "e2e passphrase")
+	run := func(stdin string, args ...string) string {
 		t.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Env = env
-		cmd.Stdin = strings.NewReader(stdin)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("pkid %v: %v\nstdout: %s\nstderr: %s", args, err, stdout.String(), stderr.String())
-		}
-		return stdout.String(), stderr.String()
+		return testbin.MustRun(t, bin, env, stdin, args...)
 	}
 
 	run("", "migrate")
 	run("", "migrate") // idempotent
-	out1, _ := run("", "init")
-	out2, _ := run("", "init")
+	out1 := run("", "init")
+	out2 := run("", "init")
 	fpRe := regexp.MustCompile(`[0-9a-f]{64}`)
 	fp1, fp2 := fpRe.FindString(out1), fpRe.FindString(out2)
 	if fp1 == "" || fp1 != fp2 {
@@ -65,7 +50,7 @@ func TestTwoNodesIssueConcurrently(t *testing.T) {
 		t.Errorf("second init does not say it changed nothing: %q", out2)
 	}
 	run("correct horse battery staple\n", "admin", "create-user", "--username", "Ops")
-	tokOut, _ := run("", "admin", "token", "--username", "ops")
+	tokOut := run("", "admin", "token", "--username", "ops")
 	adminToken := strings.TrimSpace(tokOut)
 	if strings.Count(tokOut, "\n") != 1 || strings.Count(adminToken, ".") != 2 {
 		t.Fatalf("admin token stdout must be the JWT alone: %q", tokOut)
@@ -73,27 +58,9 @@ func TestTwoNodesIssueConcurrently(t *testing.T) {
 
 	// Two nodes on the same database.
 	var bases []string
-	for i := 0; i < 2; i++ {
-		addr := freeAddr(t)
-		base := "http://" + addr
-		ctx, cancel := context.WithCancel(context.Background())
-		cmd := exec.CommandContext(ctx, bin, "serve")
-		cmd.Env = append(env, "PKID_HTTP_ADDR="+addr, "PKID_PUBLIC_URL=http://pkid.test")
-		var logs bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cancel()
-			_ = cmd.Wait()
-			if t.Failed() {
-				t.Logf("node %d log:\n%s", i, logs.String())
-			}
-		})
-		waitReady(t, base)
-		bases = append(bases, base)
+	for _, name := range []string{"node A", "node B"} {
+		n := testbin.StartNode(t, name, append(env, "PKID_PUBLIC_URL=http://pkid.test"))
+		bases = append(bases, n.URL)
 	}
 
 	acct := call(t, "POST", bases[0]+"/admin/api/accounts", adminToken, `{"name":"Two Nodes Inc","plan":"enterprise"}`, 201)
@@ -154,32 +121,6 @@ func newCSR() string {
 		panic(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitReady(t *testing.T, base string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s/readyz did not answer 200 within 30 s", base)
 }
 
 func tryCall(method, url, token, body string, want int) (map[string]any, error) {

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -25,52 +24,25 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pkid/pkid/internal/testbin"
 )
 
-// binaries are the commands under test, built once per test binary.
+// binaries are the commands under test.
 type binaries struct{ pkid, pkictl, edge string }
 
-var build struct {
-	once sync.Once
-	dir  string
-	bins binaries
-	err  error
-}
-
 // buildBinaries builds pkid, pkictl and pkid-edge with go build, like an
-// operator would, into a directory removed when the test binary exits.
+// operator would, once per test binary (internal/testbin).
 func buildBinaries(t *testing.T) binaries {
 	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "pkid-e2e-bin-")
-		if build.err != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", build.dir+string(filepath.Separator),
-			"../../cmd/pkid", "../../cmd/pkictl", "../../cmd/pkid-edge").CombinedOutput()
-		if err != nil {
-			build.err = fmt.Errorf("go build: %v: %s", err, out)
-			return
-		}
-		build.bins = binaries{
-			pkid:   filepath.Join(build.dir, "pkid"),
-			pkictl: filepath.Join(build.dir, "pkictl"),
-			edge:   filepath.Join(build.dir, "pkid-edge"),
-		}
-	})
-	if build.err != nil {
-		t.Fatal(build.err)
+	p, err := testbin.Build("pkid", "pkictl", "pkid-edge")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return build.bins
+	return binaries{pkid: p[0], pkictl: p[1], edge: p[2]}
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // result is a finished command.
 type result struct {

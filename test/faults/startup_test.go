@@ -105,7 +105,7 @@ func TestReadyzFailsOnceExpired(t *testing.T) {
 		want string
 	}{
 		{"intermediate", issuance.HierarchyConfig{IntermediateValidity: day}, "issuing intermediate expired"},
-		{"OCSP signer", issuance.HierarchyConfig{OCSPValidity: day}, "OCSP signer expired"},
+		{"OCSP signer", issuance.HierarchyConfig{OCSPValidity: day}, "OCSP signer of intermediate generation 1 expired"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // most of the time goes to scrypt, one core each

@@ -23,8 +23,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkid/pkid/internal/testbin"
 	"github.com/pkid/pkid/internal/testdb"
 )
+
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // nginxBin is where Debian's nginx package puts nginx (and where CI's
 // .ci/run installs it).
@@ -45,75 +48,27 @@ type pkid struct {
 	stop       func() // SIGTERM and wait; idempotent
 }
 
-// startPKID builds pkid and runs it until the test ends.
+// startPKID runs pkid (built once per test binary by internal/testbin) on a
+// fresh database until the test ends.
 func startPKID(t *testing.T) *pkid {
 	t.Helper()
-	dir := t.TempDir()
-	p := &pkid{bin: filepath.Join(dir, "pkid")}
-	if out, err := exec.Command("go", "build", "-o", p.bin, "../../cmd/pkid").CombinedOutput(); err != nil {
-		t.Fatalf("go build pkid: %v: %s", err, out)
-	}
-	p.env = []string{"DATABASE_URL=" + testdb.Missing(t), "PKID_KEY_PASSPHRASE=nginx test passphrase", "PKID_LOG_FORMAT=text"}
-	p.run(t, "", "migrate")
-	p.run(t, "", "init")
-	p.run(t, "correct horse battery staple\n", "admin", "create-user", "--username", "ops")
-	p.adminToken = strings.TrimSpace(p.run(t, "", "admin", "token", "--username", "ops"))
-
-	addr := freeAddr(t)
+	p := &pkid{bin: testbin.Binary(t, "pkid")}
+	p.env = testbin.Env(testdb.Missing(t), "nginx test passphrase")
+	p.adminToken = testbin.MustSetup(t, p.env)
+	addr := testbin.FreeAddr(t)
 	p.url = "http://" + addr
-	cmd := exec.Command(p.bin, "serve")
-	cmd.Env = append(os.Environ(), append(p.env, "PKID_HTTP_ADDR="+addr, "PKID_PUBLIC_URL="+p.url)...)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
+	n := testbin.LaunchNode(t, "pkid serve", append(p.env, "PKID_PUBLIC_URL="+p.url), addr)
+	if err := n.WaitReady(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	var once sync.Once
-	p.stop = func() {
-		once.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		})
-	}
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("pkid serve log:\n%s", logs.String())
-		}
-	})
-	waitFor(t, "pkid ready", 30*time.Second, func() error {
-		resp, err := http.Get(p.url + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %s", resp.Status)
-		}
-		return nil
-	})
+	p.stop = func() { _ = n.Stop(10 * time.Second) }
 	return p
 }
 
 // run runs a pkid command to completion and returns its standard output.
 func (p *pkid) run(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(p.bin, args...)
-	cmd.Env = append(os.Environ(), p.env...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("pkid %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, stdout.String(), stderr.String())
-	}
-	return stdout.String()
+	return testbin.MustRun(t, p.bin, p.env, stdin, args...)
 }
 
 // api sends a JSON request to pkid with a bearer token and decodes the
