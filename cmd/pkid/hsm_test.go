@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pkid/pkid/internal/keystore"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/store"
+	"github.com/pkid/pkid/internal/testbin"
 	"github.com/pkid/pkid/internal/testdb"
 	"github.com/pkid/pkid/internal/testhsm"
 )
@@ -33,10 +35,7 @@ func TestHSM(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("needs openssl")
 	}
-	bin := filepath.Join(t.TempDir(), "pkid")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
-	}
+	bin := testbin.Binary(t, "pkid")
 	dbURL := testdb.Missing(t)
 	var env []string
 	for _, kv := range os.Environ() {
@@ -124,36 +123,22 @@ func TestHSM(t *testing.T) {
 	if err := os.WriteFile(wrongPIN, []byte("987654321\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bad := append(append([]string{}, hsmEnv...), "PKID_PKCS11_PIN_FILE="+wrongPIN, "PKID_HTTP_ADDR="+freeAddr(t))
+	bad := append(append([]string{}, hsmEnv...), "PKID_PKCS11_PIN_FILE="+wrongPIN, "PKID_HTTP_ADDR="+testbin.FreeAddr(t))
 	if out, err := run(bad, "", "serve"); err == nil || !strings.Contains(out, "CKR_PIN_INCORRECT") || strings.Contains(out, "987654321") {
 		t.Fatalf("serve with a wrong PIN: %v\n%s", err, out)
 	}
 
 	// Two nodes, each its own process and its own sessions on the token.
 	var bases []string
-	for i := 0; i < 2; i++ {
-		addr := freeAddr(t)
-		ctx, cancel := context.WithCancel(context.Background())
-		cmd := exec.CommandContext(ctx, bin, "serve")
-		cmd.Env = append(append([]string{}, hsmEnv...), "PKID_HTTP_ADDR="+addr, "PKID_PUBLIC_URL=http://pkid.test")
-		var logs bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+	for _, name := range []string{"node A", "node B"} {
+		n := testbin.StartNode(t, name, append(append([]string{}, hsmEnv...), "PKID_PUBLIC_URL=http://pkid.test"))
 		t.Cleanup(func() {
-			cancel()
-			_ = cmd.Wait()
-			if strings.Contains(logs.String(), tok.PIN) {
-				t.Errorf("node %d logged the PIN", i)
-			}
-			if t.Failed() {
-				t.Logf("node %d log:\n%s", i, logs.String())
+			_ = n.Stop(15 * time.Second)
+			if strings.Contains(n.Logs(), tok.PIN) {
+				t.Errorf("%s logged the PIN", name)
 			}
 		})
-		waitReady(t, "http://"+addr)
-		bases = append(bases, "http://"+addr)
+		bases = append(bases, n.URL)
 	}
 
 	acct := call(t, "POST", bases[0]+"/admin/api/accounts", adminToken, `{"name":"HSM Inc","plan":"enterprise"}`, 201)
