@@ -172,7 +172,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.cert, "cert", "", "PEM `file`: the edge's server certificate, optionally followed by its chain (required)")
 	fs.StringVar(&o.key, "key", "", "PEM `file`: the server certificate's private key (required)")
 	fs.StringVar(&o.ocsp, "ocsp", "", "OCSP responder `URL`, e.g. {pkid}/ocsp (required unless --revocation=off)")
-	fs.StringVar(&o.crl, "crl", "", "CRL `URL`, DER or PEM, e.g. {pkid}/crl (required unless --revocation=off)")
+	fs.StringVar(&o.crl, "crl", "", "CRL `URL`, DER or PEM, e.g. {pkid}/crl (required unless --revocation=off); CRLs that client certificates name on the same host (after `pkid ca rotate`: /crl/2) are followed too")
 	fs.StringVar(&o.metrics, "metrics", "127.0.0.1:9090", "`address` of the Prometheus /metrics and /healthz listener (plain HTTP; \"off\" disables)")
 	fs.StringVar(&o.revocation, "revocation", "on", "on, or off to skip every revocation check: for benchmarks and emergencies only")
 	fs.DurationVar(&o.cfg.Grace, "grace", edge.DefaultGrace, "how long past nextUpdate an OCSP answer or CRL may still be used when no fresher one can be had (0: not at all)")

@@ -60,12 +60,17 @@ func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stde
 	fs.DurationVar(&hc.RootValidity, "root-validity", 20*365*24*time.Hour, "validity of the root")
 	fs.DurationVar(&hc.IntermediateValidity, "intermediate-validity", 5*365*24*time.Hour, "validity of the intermediate")
 	fs.DurationVar(&hc.OCSPValidity, "ocsp-signer-validity", 30*24*time.Hour, "validity of the delegated OCSP signer (renewed by serve)")
+	rootKeyFile := fs.String("root-key", "", "`file` of the root's sealed key, when `pkid ca export-root-key` took it out of the database (to re-sign the root's CRL)")
 	cfgEnv, err := config.FromEnv(env)
 	if err != nil {
 		return err
 	}
 	pkcs11Flags(fs, &cfgEnv)
 	cfg, err := loadConfigFrom(&cfgEnv, fs, args, true)
+	if err != nil {
+		return err
+	}
+	rootKey, err := readRootKey(*rootKeyFile)
 	if err != nil {
 		return err
 	}
@@ -85,7 +90,9 @@ func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stde
 		return err
 	}
 	now := time.Now()
-	created, fp, err := ca.Init(ctx, db, ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity}, keys, l, now)
+	icfg := ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity, RootKey: rootKey,
+		Warn: func(msg string) { fmt.Fprintln(stderr, "pkid init: warning:", msg) }}
+	created, fp, err := ca.Init(ctx, db, icfg, keys, l, now)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@
 //	pkid migrate                               apply the database migrations
 //	pkid init                                  create the CA hierarchy (idempotent)
 //	pkid ca rotate                             create a new issuing intermediate (needs the root key)
+//	pkid ca export-root-key --out FILE         move the root key out of the database
 //	pkid serve                                 run the service
 //	pkid admin create-user --username NAME     create an administrator (password on stdin)
 //	pkid admin token --username NAME [--ttl 1h] print an admin API token
@@ -30,8 +31,9 @@ Usage:
   pkid init [flags]                            create the CA hierarchy if none exists; prints the root fingerprint
       [--pkcs11-module LIB --pkcs11-token LABEL --pkcs11-pin-file FILE]
                                                generate the root and intermediate keys on an HSM
-  pkid ca rotate [flags]                       create a new issuing intermediate under the root; new certificates
+  pkid ca rotate [--root-key FILE] [flags]     create a new issuing intermediate under the root; new certificates
                                                come from it, the previous one keeps answering for its own
+  pkid ca export-root-key --out FILE           move the root key out of the database into FILE (keep it offline)
   pkid serve                                   run the service
   pkid admin create-user --username NAME       create an administrator; the password is read from stdin
   pkid admin token --username NAME [--ttl 1h]  print an admin API token (a JWT) on stdout
@@ -86,10 +88,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return cmdAdminToken(ctx, env, args[2:], stdout, stderr)
 		}
 	case "ca":
-		if len(args) < 2 || args[1] != "rotate" {
+		if len(args) < 2 {
 			return errUsage
 		}
-		return cmdRotate(ctx, env, args[2:], stdout, stderr)
+		switch args[1] {
+		case "rotate":
+			return cmdRotate(ctx, env, args[2:], stdout, stderr)
+		case "export-root-key":
+			return cmdExportRootKey(ctx, env, args[2:], stdout, stderr)
+		}
 	case "audit":
 		return cmdAuditVerify(ctx, env, args[1:], stdout, stderr)
 	case "crl":

@@ -312,12 +312,20 @@ func (a *App) renewOCSPSigner(ctx context.Context) {
 const expiryWarning = 30 * 24 * time.Hour
 
 // caNotAfter returns the notAfter of each CA certificate the node depends
-// on, by kind, as pkid_ca_certificate_expiry_seconds labels them.
+// on, by kind, as pkid_ca_certificate_expiry_seconds labels them: the
+// current intermediate, and the OCSP signer that expires first (after a
+// rotation every live intermediate has one, and each must stay valid).
 func caNotAfter(h *ca.Hierarchy) map[string]time.Time {
+	signer := h.OCSPSigner()
+	for _, in := range h.Intermediates() {
+		if s := in.OCSPSigner(); s.Cert.NotAfter.Before(signer.Cert.NotAfter) {
+			signer = s
+		}
+	}
 	return map[string]time.Time{
 		"root":         h.Root().NotAfter,
 		"intermediate": h.Intermediate().Cert.NotAfter,
-		"ocsp":         h.OCSPSigner().Cert.NotAfter,
+		"ocsp":         signer.Cert.NotAfter,
 	}
 }
 
@@ -328,8 +336,14 @@ func caNotAfter(h *ca.Hierarchy) map[string]time.Time {
 // is always within 30 days; it is warned about only once that renewal is
 // overdue, which means renewing is failing and responses will soon stop.
 func (a *App) warnCAExpiry(now time.Time, warned map[string]time.Time) {
+	ends := caNotAfter(a.Hierarchy)
 	ocsp := a.Hierarchy.OCSPSigner().Cert
-	for kind, end := range caNotAfter(a.Hierarchy) {
+	for _, in := range a.Hierarchy.Intermediates() {
+		if c := in.OCSPSigner().Cert; c.NotAfter.Equal(ends["ocsp"]) {
+			ocsp = c
+		}
+	}
+	for kind, end := range ends {
 		left := end.Sub(now)
 		due := left < expiryWarning
 		if kind == "ocsp" {

@@ -437,3 +437,88 @@ func TestRetireIntermediate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOfflineRootKey: once `pkid ca export-root-key` has taken the root key
+// out of the database, serving is unaffected, a rotation needs the key
+// back (and refuses another key), and init lets a due root CRL pass with a
+// warning while it is still current.
+func TestOfflineRootKey(t *testing.T) {
+	t.Parallel()
+	n := newNode(t)
+	ctx := context.Background()
+	keys := keystore.Sealed(n.passph)
+	l, err := lint.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, commit, err := ca.ExportRootKey(ctx, n.rawDB, keys, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var stored []byte
+	var uri string
+	if err := n.rawDB.Pool().QueryRow(ctx, "SELECT encrypted_key, key_uri FROM issuers WHERE kind = 'root'").Scan(&stored, &uri); err != nil {
+		t.Fatal(err)
+	}
+	if stored != nil || uri != ca.OfflineKeyURI {
+		t.Fatalf("the root key is still in the database (key %d bytes, uri %q)", len(stored), uri)
+	}
+	var exported int
+	if err := n.rawDB.Pool().QueryRow(ctx, "SELECT count(*) FROM audit_events WHERE action = $1", ca.ActionRootKeyExported).Scan(&exported); err != nil || exported != 1 {
+		t.Fatalf("%d export audit events (%v), want 1", exported, err)
+	}
+	if _, _, err := ca.ExportRootKey(ctx, n.rawDB, keys, time.Now()); !errors.Is(err, ca.ErrRootKeyOffline) {
+		t.Errorf("exporting again: %v, want ErrRootKeyOffline", err)
+	}
+
+	// Serving does not need it.
+	_, token := n.account("Offline Root", pki.PlanEnterprise)
+	n.mustIssue(t, token, "served.test")
+	if _, err := ca.LoadHierarchy(ctx, n.rawDB, keys, time.Now()); err != nil {
+		t.Fatalf("loading the hierarchy without the root key: %v", err)
+	}
+
+	icfg := ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: testnode.PublicURL}}
+	if _, err := ca.Rotate(ctx, n.rawDB, icfg, keys, l, time.Now()); !errors.Is(err, ca.ErrRootKeyOffline) {
+		t.Fatalf("rotating without the root key: %v, want ErrRootKeyOffline", err)
+	}
+	var interKey []byte
+	if err := n.rawDB.Pool().QueryRow(ctx, "SELECT encrypted_key FROM issuers WHERE kind = 'intermediate'").Scan(&interKey); err != nil {
+		t.Fatal(err)
+	}
+	icfg.RootKey = interKey
+	if _, err := ca.Rotate(ctx, n.rawDB, icfg, keys, l, time.Now()); err == nil {
+		t.Fatal("rotating with another key than the root's succeeded")
+	}
+	icfg.RootKey = sealed
+	if _, err := ca.Rotate(ctx, n.rawDB, icfg, keys, l, time.Now()); err != nil {
+		t.Fatalf("rotating with the root key given: %v", err)
+	}
+	n.awaitGeneration(t, 2)
+
+	// init, half a year on: the root's CRL is due but still current.
+	later := time.Now().Add(200 * 24 * time.Hour)
+	icfg.RootKey = nil
+	if _, _, err := ca.Init(ctx, n.rawDB, icfg, keys, l, later); !errors.Is(err, ca.ErrRootKeyOffline) {
+		t.Errorf("init with the root's CRL due, the key offline and no one to warn: %v, want ErrRootKeyOffline", err)
+	}
+	var warned []string
+	icfg.Warn = func(msg string) { warned = append(warned, msg) }
+	if _, _, err := ca.Init(ctx, n.rawDB, icfg, keys, l, later); err != nil || len(warned) != 1 {
+		t.Errorf("init with the root's CRL due and the key offline: %v, warnings %q; want success and one warning", err, warned)
+	}
+	icfg.RootKey = sealed
+	var before int
+	_ = n.rawDB.Pool().QueryRow(ctx, "SELECT count(*) FROM crls WHERE issuer_id = $1", n.app.Hierarchy.RootID()).Scan(&before)
+	if _, _, err := ca.Init(ctx, n.rawDB, icfg, keys, l, later); err != nil {
+		t.Fatalf("init with the root key given: %v", err)
+	}
+	var after int
+	_ = n.rawDB.Pool().QueryRow(ctx, "SELECT count(*) FROM crls WHERE issuer_id = $1", n.app.Hierarchy.RootID()).Scan(&after)
+	if after != before+1 {
+		t.Errorf("init with the root key given signed %d root CRLs, want 1", after-before)
+	}
+}

@@ -142,6 +142,13 @@ type InitConfig struct {
 	// RootCRLValidity is the nextUpdate of the root's CRL; 0 means
 	// DefaultRootCRLValidity.
 	RootCRLValidity time.Duration
+	// RootKey is the root's sealed key (what ExportRootKey returned), for
+	// when it has been taken out of the database; nil otherwise.
+	RootKey []byte
+	// Warn, when not nil, receives what Init lets pass but the operator
+	// must act on (a root CRL due while the root key is offline); without
+	// it, Init fails instead.
+	Warn func(msg string)
 }
 
 // Init creates the CA hierarchy if the database has none: an ECDSA P-384
@@ -173,12 +180,20 @@ func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, keys KeyStore
 		// has passed (run `pkid init` at least that often; see the README).
 		latest, err := st.LatestCRL(ctx, rootRec.ID)
 		if errors.Is(err, pki.ErrNotFound) || (err == nil && latest.NextUpdate.Sub(now) < validity/2) {
-			root, err := openIssuer(rootRec, keys, now)
-			if err != nil {
+			root, err := openRoot(rootRec, icfg.RootKey, keys, now)
+			switch {
+			case errors.Is(err, ErrRootKeyOffline) && latest != nil && now.Before(latest.NextUpdate) && icfg.Warn != nil:
+				// The root key is kept offline and the CRL it signed is
+				// still current: the rest of init goes on (a container
+				// runs init at every start), and the operator is told.
+				icfg.Warn(fmt.Sprintf("the root's CRL is due for re-signing (its nextUpdate is %s) and the root key is offline: run `pkid init --root-key FILE` before then",
+					latest.NextUpdate.UTC().Format(time.RFC3339)))
+			case err != nil:
 				return false, "", err
-			}
-			if err := signRootCRL(ctx, st, root, icfg.RootCRLValidity, l, now); err != nil {
-				return false, "", err
+			default:
+				if err := signRootCRL(ctx, st, root, icfg.RootCRLValidity, l, now); err != nil {
+					return false, "", err
+				}
 			}
 		} else if err != nil && !errors.Is(err, pki.ErrNotFound) {
 			return false, "", err

@@ -74,7 +74,7 @@ func Rotate(ctx context.Context, st HierarchyStore, icfg InitConfig, keys KeySto
 	if prev == nil {
 		return nil, fmt.Errorf("%w (no current intermediate)", ErrNoHierarchy)
 	}
-	root, err := openIssuer(rootRec, keys, now)
+	root, err := openRoot(rootRec, icfg.RootKey, keys, now)
 	if err != nil {
 		return nil, err
 	}

@@ -64,6 +64,10 @@ type HierarchyStore interface {
 	// signers, with ev, in one transaction; ErrNotFound when it is not a
 	// live superseded intermediate (another node retired it first).
 	RetireIntermediate(ctx context.Context, id string, ev pki.AuditEvent) error
+	// TakeKeyOffline removes the sealed key of the root id from the
+	// database, leaving keyURI in its place, with ev, in one transaction;
+	// ErrNotFound when the root's key is not in the database.
+	TakeKeyOffline(ctx context.Context, id, keyURI string, ev pki.AuditEvent) error
 	// LastCertificateExpiry returns the latest notAfter of the certificates
 	// issuerID issued (pending ones included), or the zero time.
 	LastCertificateExpiry(ctx context.Context, issuerID string) (time.Time, error)

@@ -48,6 +48,15 @@
 // point that matches the certificate's) and it has no unknown critical
 // extension.
 //
+// Besides --crl, the edge follows the CRL distribution points of verified
+// client certificates that are on --crl's origin (scheme and host), up to
+// eight CRLs in all: after pkid's intermediate rollover (`pkid ca rotate`)
+// the new intermediate's certificates name its own CRL, /crl/{generation},
+// while /crl stays the previous intermediate's. Such a CRL is fetched when
+// the first certificate naming it is checked, and kept fresh like --crl's;
+// if OCSP fails before it arrives, that certificate is refused (fail
+// closed). A distribution point elsewhere is never fetched.
+//
 // If neither OCSP nor the CRL gives an answer that is fresh (the last OCSP
 // answer or the CRL is past its nextUpdate by more than Config.Grace), the
 // edge fails closed. "revoked" wins over "good" whenever two sources are

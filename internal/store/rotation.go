@@ -102,6 +102,33 @@ func (db *DB) RetireIntermediate(ctx context.Context, id string, ev pki.AuditEve
 	return nil
 }
 
+// TakeKeyOffline removes the sealed key of the root id from the database,
+// leaving keyURI (ca.OfflineKeyURI) in its place, and writes ev, in one
+// transaction. It returns pki.ErrNotFound when the root's key is not in the
+// database (taken offline already, or in an HSM).
+func (db *DB) TakeKeyOffline(ctx context.Context, id, keyURI string, ev pki.AuditEvent) error {
+	audit, err := auditArgs(&ev)
+	if err != nil {
+		return err
+	}
+	err = db.InTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE issuers SET encrypted_key = NULL, key_uri = $2
+			WHERE id = $1 AND kind = 'root' AND encrypted_key IS NOT NULL`, id, keyURI)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("the root's key is not in the database: %w", pki.ErrNotFound)
+		}
+		_, err = tx.Exec(ctx, insertAuditSQL, audit...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: taking the key of %s offline: %w", id, mapErr(err))
+	}
+	return nil
+}
+
 // LastCertificateExpiry returns the latest notAfter of the certificates
 // issuerID issued, pending ones included (they may yet be signed), or the
 // zero time when it issued none. It reads every certificate of the issuer

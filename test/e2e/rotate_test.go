@@ -48,8 +48,15 @@ func TestRotationAtTheEdge(t *testing.T) {
 	}
 	oldDir, keepDir := enroll("old"), enroll("keep")
 
+	// The operator keeps the root key offline: out of the database, into
+	// a file; `pkid ca rotate` then needs the file.
+	rootKey := filepath.Join(work, "root-key.pem")
+	mustRun(t, pkidEnv, "", bins.pkid, "ca", "export-root-key", "--out", rootKey)
+	if r := run(t, pkidEnv, "", bins.pkid, "ca", "rotate"); r.code != 1 || !strings.Contains(r.stderr, "root key is offline") {
+		t.Fatalf("pkid ca rotate without the root key: exit %d, want 1 and a word about the offline root key\n%s", r.code, r.stderr)
+	}
 	chainBefore := get(t, pkidURL+"/ca/chain.pem")
-	out := mustRun(t, pkidEnv, "", bins.pkid, "ca", "rotate")
+	out := mustRun(t, pkidEnv, "", bins.pkid, "ca", "rotate", "--root-key", rootKey)
 	if !strings.Contains(out, "generation 2") {
 		t.Fatalf("pkid ca rotate printed:\n%s", out)
 	}
