@@ -15,6 +15,7 @@ import (
 	"github.com/pkid/pkid/internal/auth"
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/pki"
+	"github.com/pkid/pkid/internal/webhook"
 )
 
 // API serves the account and admin JSON APIs and the public CA endpoints.
@@ -27,6 +28,7 @@ type API struct {
 	// rateLimited is told of each request refused by an account's rate
 	// limit; nil: nobody is.
 	rateLimited func()
+	webhooks    *webhook.Service // nil: the webhook routes answer 404
 }
 
 // New returns the API over the given use cases.
@@ -82,6 +84,11 @@ func (a *API) AdminRoutes() http.Handler {
 	r.Post("/accounts/{id}/revoke-certificates", a.revokeAccount)
 	r.Get("/accounts/{id}/policy", a.getPolicy)
 	r.Put("/accounts/{id}/policy", a.putPolicy)
+	r.Get("/accounts/{id}/webhook", a.getWebhook)
+	r.Put("/accounts/{id}/webhook", a.putWebhook)
+	r.Delete("/accounts/{id}/webhook", a.deleteWebhook)
+	r.Post("/accounts/{id}/webhook/rotate-secret", a.rotateWebhookSecret)
+	r.Get("/accounts/{id}/webhook/deliveries", a.listWebhookDeliveries)
 	r.Get("/certificates", a.listCertificates)
 	r.Get("/certificates/{serial}", a.getCertificate)
 	r.Post("/certificates/{serial}/revoke", a.revoke)

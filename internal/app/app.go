@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ import (
 	"github.com/pkid/pkid/internal/server"
 	"github.com/pkid/pkid/internal/store"
 	"github.com/pkid/pkid/internal/web"
+	"github.com/pkid/pkid/internal/webhook"
 )
 
 // App is a running pkid node, minus its listeners.
@@ -54,6 +56,9 @@ type App struct {
 	now       func() time.Time
 	// AuditLinker links the audit trail's hash chain (one node at a time).
 	AuditLinker *audit.Linker
+	// Webhooks configures expiry notifications; WebhookJob sends them.
+	Webhooks   *webhook.Service
+	WebhookJob *webhook.Job
 }
 
 // publisher passes the CA's committed status changes to this node's OCSP
@@ -73,6 +78,9 @@ type Options struct {
 	SkipMigrate bool
 	CAObserver  ca.Observer // in addition to the Prometheus metrics
 	MaxDBConns  int32
+	// WebhookRootCAs verifies webhook receivers' certificates instead of
+	// the system's roots (tests serve receivers with their own CA).
+	WebhookRootCAs *x509.CertPool
 }
 
 // OpenKeys opens the key store that cfg describes: the PKCS#11 token named
@@ -198,10 +206,16 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, keyStore *ke
 	accounts := account.New(db, tokens, now)
 	authn := auth.NewAuthenticator(tokens, db, now)
 
+	webhooks, webhookJob, err := expiryNotices(cfg, db, keyStore.SealingSecret(), metrics, log, now, opts)
+	if err != nil {
+		return nil, err
+	}
+
 	a := &App{
 		Config: cfg, DB: db, Keys: keyStore, Hierarchy: hierarchy, Certs: certs, Accounts: accounts,
 		Tokens: tokens, Linter: linter, Metrics: metrics, Log: log,
 		OCSP: ocspCache, CRLs: crlCache, crlJobs: jobs, resigner: resigner, AuditLinker: auditLinker, now: now,
+		Webhooks: webhooks, WebhookJob: webhookJob,
 	}
 	// Who a client is, for the limits per client address: the peer, or
 	// what a trusted proxy forwarded.
@@ -213,6 +227,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, keyStore *ke
 	metrics.RegisterRateLimitClients(authFailures.Len)
 
 	jsonAPI := api.New(certs, accounts, authn, log)
+	jsonAPI.ServeWebhooks(webhooks)
 	jsonAPI.ObserveRateLimits(func() { metrics.RateLimited(server.LimiterAccountIssuance) })
 	admin := web.New(certs, accounts, db, web.Options{Now: now, Log: log, ClientAddr: clients.Addr,
 		UserAttempts: cfg.LoginUserAttempts, AddressAttempts: cfg.LoginAddressAttempts, AttemptWindow: cfg.LoginWindow,
@@ -237,6 +252,26 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, keyStore *ke
 	deps.Mount = append(deps.Mount, crlHandler.Routes, admin.Mount)
 	a.Handler = server.Handler(deps)
 	return a, nil
+}
+
+// expiryNotices builds the webhook use cases and the job that sends expiry
+// notices, sharing one keyring that seals webhook secrets under a key
+// derived (once, on first use) from sealing, the key store's sealing secret:
+// the passphrase, or the secret derived on the PKCS#11 token.
+func expiryNotices(cfg config.Config, db *store.DB, sealing []byte, metrics *server.Metrics, log *slog.Logger, now func() time.Time, opts Options) (*webhook.Service, *webhook.Job, error) {
+	keys := webhook.NewKeyring(db, sealing)
+	policy := webhook.TargetPolicy{
+		AllowPrivateNetworks: cfg.Webhook.AllowPrivateNetworks,
+		AllowHTTPLocalhost:   cfg.Webhook.AllowHTTPLocalhost,
+	}
+	job, err := webhook.NewJob(db, keys, webhook.JobConfig{
+		NotifyDays: cfg.Webhook.NotifyDays, MaxAttempts: cfg.Webhook.MaxAttempts, Timeout: cfg.Webhook.Timeout,
+		Policy: policy, RootCAs: opts.WebhookRootCAs, Now: now, Log: log, Observer: metrics.RegisterWebhooks(),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return webhook.NewService(db, keys, policy, cfg.Webhook.NotifyDays, now), job, nil
 }
 
 // Ready reports whether the node can serve: the database and the key store
@@ -267,10 +302,10 @@ func (a *App) Ready(ctx context.Context) error {
 // responses ahead of expiry, one CRL job per live intermediate and the CRL
 // cache, following the CA hierarchy (rotations made elsewhere), the hourly
 // check that renews the delegated OCSP signers and retires superseded
-// intermediates, and the audit chain's linker.
+// intermediates, the audit chain's linker, and the expiry notices.
 func (a *App) RunJobs(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.OCSP.Run, a.resigner.Run, a.CRLs.Run, a.crlJobs.run, a.watchHierarchy, a.renewOCSPSigner, a.AuditLinker.Run} {
+	for _, run := range []func(context.Context){a.OCSP.Run, a.resigner.Run, a.CRLs.Run, a.crlJobs.run, a.watchHierarchy, a.renewOCSPSigner, a.AuditLinker.Run, a.WebhookJob.Run} {
 		wg.Go(func() { run(ctx) })
 	}
 	wg.Wait()

@@ -76,6 +76,8 @@ type Config struct {
 
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json or text
+
+	Webhook Webhook // expiry notifications (webhook.go)
 }
 
 // Bounds of PKID_DB_MAX_CONNS. Below MinDBConns a node's background jobs
@@ -111,6 +113,8 @@ func Defaults() Config {
 
 		LogLevel:  "info",
 		LogFormat: "json",
+
+		Webhook: defaultWebhook(),
 	}
 }
 
@@ -199,6 +203,8 @@ func FromEnv(getenv Getenv) (Config, error) {
 	integer("PKID_LOGIN_LIMIT_USER", &c.LoginUserAttempts)
 	integer("PKID_LOGIN_LIMIT_ADDRESS", &c.LoginAddressAttempts)
 	dur("PKID_LOGIN_WINDOW", &c.LoginWindow)
+
+	errs = append(errs, webhookFromEnv(getenv, &c.Webhook)...)
 
 	pass, err := secret(getenv, "PKID_KEY_PASSPHRASE")
 	if err != nil {
@@ -339,6 +345,9 @@ func (c Config) Validate(needPassphrase bool) error {
 	}
 	if c.LoginWindow < time.Minute || c.LoginWindow > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("PKID_LOGIN_WINDOW %s must be between 1m and 24h", c.LoginWindow))
+	}
+	if err := c.Webhook.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
