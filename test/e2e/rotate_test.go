@@ -32,9 +32,10 @@ func TestRotationAtTheEdge(t *testing.T) {
 	rootFP := regexp.MustCompile(`[0-9a-f]{64}`).FindString(mustRun(t, pkidEnv, "", bins.pkid, "init"))
 	mustRun(t, pkidEnv, "correct horse battery staple\n", bins.pkid, "admin", "create-user", "--username", "ops")
 	adminToken := strings.TrimSpace(mustRun(t, pkidEnv, "", bins.pkid, "admin", "token", "--username", "ops"))
-	httpAddr := freeAddr(t)
-	pkidURL := "http://" + httpAddr
-	start(t, append(pkidEnv, "PKID_HTTP_ADDR="+httpAddr, "PKID_PUBLIC_URL="+pkidURL), bins.pkid, "serve")
+	httpAddr, tlsAddr := freeAddr(t), freeAddr(t)
+	pkidURL, pkidTLS := "http://"+httpAddr, "https://"+tlsAddr
+	start(t, append(pkidEnv, "PKID_HTTP_ADDR="+httpAddr, "PKID_TLS_ADDR="+tlsAddr,
+		"PKID_TLS_HOSTNAMES=127.0.0.1,localhost", "PKID_PUBLIC_URL="+pkidURL), bins.pkid, "serve")
 	waitFor(t, "pkid ready", 30*time.Second, func() error { return getStatus(pkidURL+"/readyz", 200) })
 
 	acct := api(t, "POST", pkidURL+"/admin/api/accounts", adminToken, `{"name":"Rollover Inc","plan":"enterprise"}`, 201)
@@ -42,11 +43,11 @@ func TestRotationAtTheEdge(t *testing.T) {
 	ctlEnv := []string{"PKICTL_TOKEN=" + tok["token"].(string)}
 	enroll := func(name string) string {
 		dir := filepath.Join(work, name)
-		mustRun(t, ctlEnv, "", bins.pkictl, "enroll", "--server", pkidURL, "--cn", name+".test",
-			"--root-fingerprint", rootFP, "--out", dir)
+		mustRun(t, ctlEnv, "", bins.pkictl, "enroll", "--server", pkidURL, "--tls-server", pkidTLS,
+			"--cn", name+".test", "--root-fingerprint", rootFP, "--out", dir)
 		return dir
 	}
-	oldDir, keepDir := enroll("old"), enroll("keep")
+	oldDir, keepDir, renewDir := enroll("old"), enroll("keep"), enroll("renewed")
 
 	// The operator keeps the root key offline: out of the database, into
 	// a file; `pkid ca rotate` then needs the file.
@@ -71,6 +72,12 @@ func TestRotationAtTheEdge(t *testing.T) {
 	if !strings.HasSuffix(fresh.Leaf.Issuer.CommonName, " G2") || strings.HasSuffix(old.Leaf.Issuer.CommonName, " G2") {
 		t.Fatalf("issuers: before the rotation %q, after %q", old.Leaf.Issuer.CommonName, fresh.Leaf.Issuer.CommonName)
 	}
+	// A certificate of the superseded intermediate renews itself over mTLS
+	// (pkictl's usual way, no token): the renewal comes from the new one.
+	mustRun(t, nil, "", bins.pkictl, "renew", "--dir", renewDir, "--force")
+	if c := clientCert(t, renewDir); !strings.HasSuffix(c.Leaf.Issuer.CommonName, " G2") {
+		t.Errorf("the mTLS renewal of an old certificate comes from %q, want the G2 intermediate", c.Leaf.Issuer.CommonName)
+	}
 
 	// Edge A asks pkid's responder; edge B's responder is unreachable, so
 	// the CRLs decide there. Both trust the root alone: clients send their
@@ -81,7 +88,7 @@ func TestRotationAtTheEdge(t *testing.T) {
 	edgeB := startEdgeWith(t, bins, mkdir(t, work, "edge-b"), rootFile, "--ocsp", dead, "--crl", pkidURL+"/crl",
 		"--crl-refresh", "1s", "--ocsp-retry", "1h")
 	for name, e := range map[string]edgeClient{"A (OCSP)": edgeA, "B (CRL)": edgeB} {
-		for label, c := range map[string]string{"old": oldDir, "keep": keepDir, "fresh": freshDir} {
+		for label, c := range map[string]string{"old": oldDir, "keep": keepDir, "fresh": freshDir, "renewed": renewDir} {
 			cert := clientCert(t, c)
 			// Edge B fetches /crl/2 when it meets the first certificate
 			// that names it, and refuses until it has it (fail closed).
