@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/pkid/pkid/internal/issuance"
 	"github.com/pkid/pkid/internal/pki"
 )
 
@@ -53,7 +52,7 @@ func (a *API) intermediates(w http.ResponseWriter, r *http.Request) {
 		v := intermediateView{
 			Generation: in.Generation, Current: in.Superseded.IsZero(), ID: in.Issuer.ID,
 			Subject: c.Subject.String(), NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
-			CRLPath: in.CRLPath(), CertificatePath: issuance.IssuerPath(in.Generation),
+			CRLPath: in.CRLPath(), CertificatePath: in.IssuerPath(),
 			CertificatePEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})),
 		}
 		if !v.Current {

@@ -31,6 +31,10 @@ func (in *Intermediate) OCSPSigner() *issuance.Issuer { return in.ocsp.Load() }
 // what its certificates name as their CRL distribution point.
 func (in *Intermediate) CRLPath() string { return issuance.CRLPath(in.Generation) }
 
+// IssuerPath is the path, under the public URL, of this intermediate's
+// certificate (DER): what its certificates name as their CA issuer.
+func (in *Intermediate) IssuerPath() string { return issuance.IssuerPath(in.Generation) }
+
 // intermediateSet is what a Hierarchy has loaded at one time.
 type intermediateSet struct {
 	live  []*Intermediate              // newest generation first; live[0] is current

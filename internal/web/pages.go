@@ -61,11 +61,25 @@ func issuerRows(h *ca.Hierarchy, now time.Time) []issuerRow {
 			Warn: left < c.NotAfter.Sub(c.NotBefore)/10,
 		}
 	}
-	return []issuerRow{
+	rows := []issuerRow{
 		row("Root", h.Root(), "/ca/root.pem"),
 		row("Issuing intermediate", h.Intermediate().Cert, "/ca/chain.pem"),
 		row("OCSP signer", h.OCSPSigner().Cert, "/admin/ca/ocsp-signer.pem"),
 	}
+	// After `pkid ca rotate`, the intermediates it superseded answer for
+	// their certificates until the last one expires: their expiry and their
+	// OCSP signers' matter as much.
+	for _, in := range h.Intermediates() {
+		if in.Superseded.IsZero() {
+			continue
+		}
+		gen := strconv.Itoa(in.Generation)
+		rows = append(rows,
+			row("Superseded intermediate, generation "+gen+" (no longer issues; answers for its certificates until they expire)",
+				in.Issuer.Cert, in.IssuerPath()),
+			row("OCSP signer of generation "+gen, in.OCSPSigner().Cert, "/admin/ca/ocsp-signer.pem?generation="+gen))
+	}
+	return rows
 }
 
 // dashboard shows the state of the CA at a glance: accounts by plan,
@@ -118,8 +132,19 @@ func (a *Admin) caPage(w http.ResponseWriter, r *http.Request) {
 
 // ocspSignerPEM downloads the delegated OCSP signer's certificate, which
 // relying parties do not need (responses carry it) but operators check.
+// With ?generation=N it is the signer of that live intermediate.
 func (a *Admin) ocspSignerPEM(w http.ResponseWriter, r *http.Request) {
-	c := a.certs.Hierarchy().OCSPSigner().Cert
+	h := a.certs.Hierarchy()
+	c := h.OCSPSigner().Cert
+	if g := r.URL.Query().Get("generation"); g != "" {
+		n, err := strconv.Atoi(g)
+		in := h.IntermediateByGeneration(n)
+		if err != nil || in == nil {
+			a.fail(w, r, pki.ErrNotFound)
+			return
+		}
+		c = in.OCSPSigner().Cert
+	}
 	download(w, "ocsp-signer.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
 }
 
