@@ -2,9 +2,10 @@
 // no race detector: the processes under test run at production speed) and
 // runs them as processes: one-shot commands such as `pkid migrate`, and
 // `pkid serve` nodes on a database of the caller's (internal/testdb for
-// tests). The end-to-end, fault and multi-node tests and the multi-node
-// benchmark (bench/nodes) start pkid through it, so that how a node is set
-// up, started, found ready and stopped is written once.
+// tests). The tests that run the binaries (test/e2e, test/faults,
+// test/nginx, cmd/pkid) and the multi-node benchmark (bench/nodes) start
+// pkid through it, so that how a node is set up, started, found ready and
+// stopped is written once.
 //
 // The functions that take a testing.TB fail the test on error and register
 // their cleanup with it; the others return errors, for programs.
