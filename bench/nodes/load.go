@@ -346,29 +346,37 @@ func fetchIssuer(base string) (*x509.Certificate, error) {
 const clockTicks = 100
 
 // cpuTime returns the user and system CPU time the nodes' processes have
-// used so far (0 where /proc cannot tell).
+// used so far (0 for a process /proc cannot tell about).
 func cpuTime(nodes []*testbin.Node) time.Duration {
 	var total time.Duration
 	for _, n := range nodes {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(n.Pid()) + "/stat")
-		if err != nil {
-			continue
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(n.Pid()) + "/stat"); err == nil {
+			d, _ := statCPU(b)
+			total += d
 		}
-		// The fields after the command name, which is in parentheses and
-		// may hold spaces: state is field 3, utime 14, stime 15.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		total += time.Duration(u+s) * time.Second / clockTicks
 	}
 	return total
+}
+
+// statCPU returns utime + stime of a /proc/PID/stat line. The command name,
+// field 2, is in parentheses and may hold spaces and parentheses itself, so
+// the fields are counted from the last ')': state is field 3, utime 14,
+// stime 15.
+func statCPU(stat []byte) (time.Duration, bool) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(u+s) * time.Second / clockTicks, true
 }
 
 // loadAverage returns the 1-minute load average (0 where unknown).
