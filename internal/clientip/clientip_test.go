@@ -3,6 +3,7 @@ package clientip
 import (
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -133,4 +134,37 @@ func TestPrefix(t *testing.T) {
 	if p := Prefix(netip.Addr{}); p.IsValid() {
 		t.Errorf("Prefix of the zero Addr = %s", p)
 	}
+}
+
+// FuzzAddr: whatever X-Forwarded-For holds, Addr does not panic, an
+// untrusted peer is always its own client, and a trusted peer's answer is
+// the peer or an address written in the header.
+func FuzzAddr(f *testing.F) {
+	f.Add("10.0.0.1:5000", "198.51.100.9, 10.0.0.2")
+	f.Add("192.0.2.1:5000", "198.51.100.9")
+	f.Add("10.0.0.1:5000", "[2001:db8::1]:80,,unknown, 10.9.9.9")
+	f.Add("[::ffff:10.0.0.1]:1", "::ffff:203.0.113.1%eth0")
+	res := New([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	f.Fuzz(func(t *testing.T, remote, xff string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		r.Header.Set("X-Forwarded-For", xff)
+		got := res.Addr(r)
+		peer := parseHost(remote)
+		if !res.trusts(peer) {
+			if got != peer {
+				t.Fatalf("untrusted peer %q answered %s", remote, got)
+			}
+			return
+		}
+		if got == peer {
+			return
+		}
+		for _, e := range strings.Split(xff, ",") {
+			if parseHop(strings.TrimSpace(e)) == got {
+				return
+			}
+		}
+		t.Fatalf("Addr = %s: neither the peer %s nor in %q", got, peer, xff)
+	})
 }
