@@ -258,95 +258,76 @@ func TestAuthFailureLimit(t *testing.T) {
 	attacker.fail("a period later, past the budget", http.StatusTooManyRequests)
 }
 
-// TestAuthFailureLimitOff: PKID_UNAUTHENTICATED_LIMIT=off answers every
-// failure 401.
-func TestAuthFailureLimitOff(t *testing.T) {
+// TestAuthFailureLimitForwardedFor: X-Forwarded-For counts only from a
+// trusted proxy. From an address that is not one (which is every address
+// when none is configured: the same code path), a client cannot escape its
+// budget by naming other addresses; through a trusted proxy each forwarded
+// client has its own budget, an IPv6 client by its /64, and the sign-in page
+// records the forwarded address too.
+func TestAuthFailureLimitForwardedFor(t *testing.T) {
 	t.Parallel()
-	n := newLimitNode(t, func(c *config.Config) { c.UnauthenticatedLimit = ratelimit.Rate{} })
-	p := n.from("127.0.0.2")
-	for range 50 {
-		p.fail("limit off", http.StatusUnauthorized)
+	n := newLimitNode(t, func(c *config.Config) {
+		c.UnauthenticatedLimit = ratelimit.Rate{Limit: 3, Period: time.Minute}
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.5/32")}
+	})
+	proxy := n.from("127.0.0.5")
+	alice := proxy.forwarding("203.0.113.9, 198.51.100.1") // the left entry is the client's own claim
+	for range 3 {
+		alice.fail("forwarded client", http.StatusUnauthorized)
+	}
+	alice.fail("forwarded client past its budget", http.StatusTooManyRequests)
+	proxy.forwarding("198.51.100.2").fail("another forwarded client", http.StatusUnauthorized)
+	// The forwarded client's own claims left of the proxy's entry
+	// change nothing.
+	proxy.forwarding("198.51.100.2, 198.51.100.1").fail("a claim to be someone else", http.StatusTooManyRequests)
+
+	// An IPv6 client is its /64.
+	for _, a := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"} {
+		proxy.forwarding(a).fail("IPv6 client "+a, http.StatusUnauthorized)
+	}
+	proxy.forwarding("2001:db8:1:2:1234::9").fail("the same /64", http.StatusTooManyRequests)
+	proxy.forwarding("2001:db8:1:3::1").fail("the next /64", http.StatusUnauthorized)
+
+	// An address that is not a trusted proxy is itself the client.
+	untrusted := n.from("127.0.0.6")
+	for _, xff := range []string{"198.51.100.7", "198.51.100.8", "198.51.100.9"} {
+		untrusted.forwarding(xff).fail("untrusted X-Forwarded-For", http.StatusUnauthorized)
+	}
+	untrusted.forwarding("198.51.100.10").fail("untrusted, past its budget", http.StatusTooManyRequests)
+
+	// The sign-in page counts and records the forwarded client.
+	r := proxy.forwarding("198.51.100.77").do("POST", "/admin/login", "",
+		url.Values{"username": {"nobody"}, "password": {"wrong"}})
+	if r.status != http.StatusOK {
+		t.Fatalf("sign-in: %d", r.status)
+	}
+	var detail []byte
+	if err := n.app.DB.Pool().QueryRow(context.Background(),
+		"SELECT detail FROM audit_events WHERE action = 'admin.login.failed' ORDER BY id DESC LIMIT 1").Scan(&detail); err != nil {
+		t.Fatal(err)
+	}
+	var d map[string]any
+	if err := json.Unmarshal(detail, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d["remote_addr"] != "198.51.100.77" {
+		t.Errorf("sign-in failure recorded from %v, want the forwarded 198.51.100.77", d["remote_addr"])
 	}
 }
 
-// TestAuthFailureLimitForwardedFor: X-Forwarded-For counts only from a
-// trusted proxy. Without trusted proxies, or from an address that is not
-// one, a client cannot escape its budget by naming other addresses; through
-// a trusted proxy each forwarded client has its own budget, an IPv6 client
-// by its /64, and the sign-in page records the forwarded address too.
-func TestAuthFailureLimitForwardedFor(t *testing.T) {
+// TestAccountLimitOff: with PKID_UNAUTHENTICATED_LIMIT=off every failure
+// is answered 401. An account's hourly limit refuses issuance and renewal
+// alike (counted in Postgres: TestAccountPolicyQuotas), and each refusal is
+// counted under limiter="account_issuance".
+func TestAccountLimitOff(t *testing.T) {
 	t.Parallel()
-	rate := ratelimit.Rate{Limit: 3, Period: time.Minute}
+	ln := newLimitNode(t, func(c *config.Config) { c.UnauthenticatedLimit = ratelimit.Rate{} })
+	p := ln.from("127.0.0.2")
+	for range 50 {
+		p.fail("limit off", http.StatusUnauthorized)
+	}
 
-	t.Run("no trusted proxy", func(t *testing.T) {
-		t.Parallel()
-		n := newLimitNode(t, func(c *config.Config) { c.UnauthenticatedLimit = rate })
-		p := n.from("127.0.0.2")
-		for _, xff := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
-			p.forwarding(xff).fail("forged X-Forwarded-For "+xff, http.StatusUnauthorized)
-		}
-		p.forwarding("198.51.100.4").fail("a fourth forged address", http.StatusTooManyRequests)
-	})
-
-	t.Run("trusted proxy", func(t *testing.T) {
-		t.Parallel()
-		n := newLimitNode(t, func(c *config.Config) {
-			c.UnauthenticatedLimit = rate
-			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.5/32")}
-		})
-		proxy := n.from("127.0.0.5")
-		alice := proxy.forwarding("203.0.113.9, 198.51.100.1") // the left entry is the client's own claim
-		for range 3 {
-			alice.fail("forwarded client", http.StatusUnauthorized)
-		}
-		alice.fail("forwarded client past its budget", http.StatusTooManyRequests)
-		proxy.forwarding("198.51.100.2").fail("another forwarded client", http.StatusUnauthorized)
-		// The forwarded client's own claims left of the proxy's entry
-		// change nothing.
-		proxy.forwarding("198.51.100.2, 198.51.100.1").fail("a claim to be someone else", http.StatusTooManyRequests)
-
-		// An IPv6 client is its /64.
-		for _, a := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"} {
-			proxy.forwarding(a).fail("IPv6 client "+a, http.StatusUnauthorized)
-		}
-		proxy.forwarding("2001:db8:1:2:1234::9").fail("the same /64", http.StatusTooManyRequests)
-		proxy.forwarding("2001:db8:1:3::1").fail("the next /64", http.StatusUnauthorized)
-
-		// An address that is not a trusted proxy is itself the client.
-		untrusted := n.from("127.0.0.6")
-		for _, xff := range []string{"198.51.100.7", "198.51.100.8", "198.51.100.9"} {
-			untrusted.forwarding(xff).fail("untrusted X-Forwarded-For", http.StatusUnauthorized)
-		}
-		untrusted.forwarding("198.51.100.10").fail("untrusted, past its budget", http.StatusTooManyRequests)
-
-		// The sign-in page counts and records the forwarded client.
-		r := proxy.forwarding("198.51.100.77").do("POST", "/admin/login", "",
-			url.Values{"username": {"nobody"}, "password": {"wrong"}})
-		if r.status != http.StatusOK {
-			t.Fatalf("sign-in: %d", r.status)
-		}
-		var detail []byte
-		if err := n.app.DB.Pool().QueryRow(context.Background(),
-			"SELECT detail FROM audit_events WHERE action = 'admin.login.failed' ORDER BY id DESC LIMIT 1").Scan(&detail); err != nil {
-			t.Fatal(err)
-		}
-		var d map[string]any
-		if err := json.Unmarshal(detail, &d); err != nil {
-			t.Fatal(err)
-		}
-		if d["remote_addr"] != "198.51.100.77" {
-			t.Errorf("sign-in failure recorded from %v, want the forwarded 198.51.100.77", d["remote_addr"])
-		}
-	})
-}
-
-// TestAccountLimitMetric: an account's hourly limit refuses issuance and
-// renewal alike (counted in Postgres: TestAccountPolicyQuotas), and each
-// refusal is counted under limiter="account_issuance"; the per-address
-// limit is not touched by it.
-func TestAccountLimitMetric(t *testing.T) {
-	t.Parallel()
-	n := newNode(t)
+	n := &node{t: t, app: ln.app, srv: ln.srv, admin: ln.admin}
 	id, tok := n.account("Hourly", pki.PlanEnterprise)
 	n.setPolicy(id, policyBody{AllowedNames: []string{"*"}, KeyTypes: []string{"ecdsa-p256"}, MaxActiveCertificates: 10, MaxIssuancesPerHour: 1})
 	first := n.issue(tok, policyCSR(t, "one.example", nil))
@@ -354,8 +335,6 @@ func TestAccountLimitMetric(t *testing.T) {
 	expect(t, "issue over the limit", n.issue(tok, policyCSR(t, "two.example", nil)), http.StatusTooManyRequests, "rateLimited")
 	expect(t, "renew over the limit", n.do("POST", "/api/v1/certificates/"+first.json(t)["serial"].(string)+"/renew", tok, nil),
 		http.StatusTooManyRequests, "rateLimited")
-
-	ln := &limitNode{t: t, app: n.app}
 	if got := ln.metric(`pkid_rate_limited_total{limiter="account_issuance"}`); got != "2" {
 		t.Errorf(`pkid_rate_limited_total{limiter="account_issuance"} = %q, want 2`, got)
 	}
