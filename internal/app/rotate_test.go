@@ -222,6 +222,23 @@ func TestRotate(t *testing.T) {
 		}
 	}
 
+	// Each intermediate answers only for its own: a request that names the
+	// other intermediate as the issuer is unauthorized.
+	for _, x := range []struct {
+		c     issued
+		wrong *x509.Certificate
+	}{{oldGood, gen2.Cert}, {newGood, gen1.Cert}} {
+		req, err := ocsp.CreateRequest(x.c.cert, x.wrong, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := n.do("POST", "/ocsp", "", req)
+		var re ocsp.ResponseError
+		if _, err := ocsp.ParseResponse(r.body, nil); !errors.As(err, &re) || re.Status != ocsp.Unauthorized {
+			t.Errorf("OCSP for %s naming the other intermediate: %v, want unauthorized", x.c.cert.Subject.CommonName, err)
+		}
+	}
+
 	// CRLs: /crl is the first intermediate's (its certificates name it),
 	// /crl/2 the new one's; each lists only its own revocation, and openssl
 	// checks each certificate against the CRL of its issuer.

@@ -31,8 +31,10 @@
 // It keeps what it has while the database is down.
 //
 // The [Handler] serves GET /crl (the issuing intermediate's CRL, DER,
-// application/pkix-crl), GET /crl.pem (the same, PEM "X509 CRL") and
-// GET /ca/root.crl (the root's CRL, DER) from the cache, with a strong ETag
+// application/pkix-crl), GET /crl.pem (the same, PEM "X509 CRL"),
+// GET /ca/root.crl (the root's CRL, DER) and, after [Handler.ByGeneration],
+// GET /crl/{generation}[.pem] (the CRL of each live intermediate, after
+// `pkid ca rotate`: each intermediate has its own job) from the cache, with a strong ETag
 // (a hash of the body), Last-Modified (thisUpdate) and Cache-Control:
 // public, max-age of at most 60 seconds and never beyond nextUpdate, because
 // a revocation must reach relying parties within seconds; If-None-Match and
