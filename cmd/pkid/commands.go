@@ -66,6 +66,7 @@ func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stde
 		return err
 	}
 	pkcs11Flags(fs, &cfgEnv)
+	pkcs11RootFlags(fs, &cfgEnv)
 	cfg, err := loadConfigFrom(&cfgEnv, fs, args, true)
 	if err != nil {
 		return err
@@ -102,7 +103,10 @@ func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stde
 	}
 	if created {
 		fmt.Fprintln(stdout, "created the CA hierarchy: root, issuing intermediate and OCSP signer")
-		if keys.HasToken() {
+		switch {
+		case keys.HasToken() && cfg.PKCS11RootToken != "":
+			fmt.Fprintf(stdout, "the root key was generated on PKCS#11 token %q and the intermediate key on %q; neither can leave its token; the OCSP signer's key is sealed under a secret derived on %q\n", cfg.PKCS11RootToken, cfg.PKCS11Token, cfg.PKCS11Token)
+		case keys.HasToken():
 			fmt.Fprintf(stdout, "the root and intermediate keys were generated on PKCS#11 token %q and cannot leave it; the OCSP signer's key is sealed under a secret derived on the token\n", cfg.PKCS11Token)
 		}
 	} else {
@@ -200,6 +204,13 @@ func pkcs11Flags(fs *flag.FlagSet, cfg *config.Config) {
 	fs.StringVar(&cfg.PKCS11Module, "pkcs11-module", cfg.PKCS11Module, "PKCS#11 library of the HSM that holds the CA keys (env PKID_PKCS11_MODULE)")
 	fs.StringVar(&cfg.PKCS11Token, "pkcs11-token", cfg.PKCS11Token, "label of the token on it (env PKID_PKCS11_TOKEN)")
 	fs.StringVar(&cfg.PKCS11PINFile, "pkcs11-pin-file", cfg.PKCS11PINFile, "file holding the token's user PIN (env PKID_PKCS11_PIN_FILE)")
+}
+
+// pkcs11RootFlags binds the flags of the root's own token, for the two
+// commands that use the root key (init and ca rotate).
+func pkcs11RootFlags(fs *flag.FlagSet, cfg *config.Config) {
+	fs.StringVar(&cfg.PKCS11RootToken, "pkcs11-root-token", cfg.PKCS11RootToken, "label of a second token, of the same module, for the root key alone, kept offline (env PKID_PKCS11_ROOT_TOKEN)")
+	fs.StringVar(&cfg.PKCS11RootPINFile, "pkcs11-root-pin-file", cfg.PKCS11RootPINFile, "file holding that token's user PIN (env PKID_PKCS11_ROOT_PIN_FILE)")
 }
 
 // operator is the principal of commands run on the CA host itself.

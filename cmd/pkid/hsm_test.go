@@ -218,3 +218,64 @@ func getBody(t *testing.T, url string) string {
 	}
 	return string(b)
 }
+
+// TestHSMOfflineRoot: the root key on a token of its own, given to `pkid
+// init` and `pkid ca rotate` only. The serving nodes run without it, and a
+// rotation without it is refused before anything is made.
+func TestHSMOfflineRoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the pkid binary")
+	}
+	serving := testhsm.New(t, "pkid-serving")
+	rootTok := serving.Another(t, "pkid-root")
+	bin := filepath.Join(t.TempDir(), "pkid")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v: %s", err, out)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PKID_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(append(env, "DATABASE_URL="+testdb.Missing(t), "PKID_LOG_FORMAT=text"), serving.Env()...)
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	rootFlags := []string{"--pkcs11-root-token", rootTok.Label, "--pkcs11-root-pin-file", rootTok.PINFile}
+	if out, err := run("migrate"); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	out, err := run(append([]string{"init"}, rootFlags...)...)
+	if err != nil || !strings.Contains(out, `root key was generated on PKCS#11 token "pkid-root"`) {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	if out, err := run("ca", "rotate"); err == nil || !strings.Contains(out, "PKID_PKCS11_ROOT_TOKEN") {
+		t.Fatalf("ca rotate without the root's token: %v\n%s", err, out)
+	}
+	if out, err := run(append([]string{"ca", "rotate"}, rootFlags...)...); err != nil || !strings.Contains(out, "generation 2") {
+		t.Fatalf("ca rotate with the root's token: %v\n%s", err, out)
+	}
+
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "serve")
+	cmd.Env = append(env, "PKID_HTTP_ADDR="+addr)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("serve log:\n%s", logs.String())
+		}
+	})
+	waitReady(t, "http://"+addr) // without the root's token
+}

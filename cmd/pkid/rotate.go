@@ -33,6 +33,7 @@ func cmdRotate(ctx context.Context, env config.Getenv, args []string, stdout, st
 		return err
 	}
 	pkcs11Flags(fs, &cfgEnv)
+	pkcs11RootFlags(fs, &cfgEnv)
 	cfg, err := loadConfigFrom(&cfgEnv, fs, args, true)
 	if err != nil {
 		return err

@@ -85,7 +85,8 @@ type Options struct {
 
 // OpenKeys opens the key store that cfg describes: the PKCS#11 token named
 // by cfg.PKCS11* (logging in with the PIN read from cfg.PKCS11PINFile) when
-// one is configured, and cfg.KeyPassphrase. init is set by `pkid init`
+// one is configured, the root's own token when cfg.PKCS11RootToken names
+// one, and cfg.KeyPassphrase. init is set by `pkid init`
 // only, which may create the token's sealing key. Close the result.
 func OpenKeys(cfg config.Config, init bool) (*keystore.Store, error) {
 	kc := keystore.Config{Passphrase: cfg.KeyPassphrase, Init: init}
@@ -95,6 +96,13 @@ func OpenKeys(cfg config.Config, init bool) (*keystore.Store, error) {
 			return nil, err
 		}
 		kc.PKCS11 = keystore.PKCS11{Module: cfg.PKCS11Module, Token: cfg.PKCS11Token, PIN: pin}
+		if cfg.PKCS11RootToken != "" {
+			rootPIN, err := keystore.ReadPIN(cfg.PKCS11RootPINFile)
+			if err != nil {
+				return nil, err
+			}
+			kc.PKCS11.RootToken, kc.PKCS11.RootPIN = cfg.PKCS11RootToken, rootPIN
+		}
 	}
 	return keystore.Open(kc)
 }

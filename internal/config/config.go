@@ -36,6 +36,11 @@ type Config struct {
 	PKCS11Module  string
 	PKCS11Token   string
 	PKCS11PINFile string
+	// PKCS11RootToken and PKCS11RootPINFile name a second token of the same
+	// module that holds the root key alone, for `pkid init` and `pkid ca
+	// rotate`; serving nodes are not given them, so the root stays offline.
+	PKCS11RootToken   string
+	PKCS11RootPINFile string
 
 	AutoMigrate bool // serve applies migrations at start
 	// DBMaxConns caps serve's pool of database connections; 0 means the
@@ -150,6 +155,8 @@ func FromEnv(getenv Getenv) (Config, error) {
 	str("PKID_PKCS11_MODULE", &c.PKCS11Module)
 	str("PKID_PKCS11_TOKEN", &c.PKCS11Token)
 	str("PKID_PKCS11_PIN_FILE", &c.PKCS11PINFile)
+	str("PKID_PKCS11_ROOT_TOKEN", &c.PKCS11RootToken)
+	str("PKID_PKCS11_ROOT_PIN_FILE", &c.PKCS11RootPINFile)
 	if v, ok := getenv("PKID_TLS_HOSTNAMES"); ok && v != "" {
 		c.TLSHostnames = splitList(v)
 	}
@@ -306,6 +313,11 @@ func (c Config) Validate(needPassphrase bool) error {
 			// LD_LIBRARY_PATH: the library that gets the PIN must be the one
 			// the operator named.
 			errs = append(errs, fmt.Errorf("PKID_PKCS11_MODULE %q must be an absolute path", c.PKCS11Module))
+		}
+	}
+	if c.PKCS11RootToken != "" || c.PKCS11RootPINFile != "" {
+		if c.PKCS11RootToken == "" || c.PKCS11RootPINFile == "" || c.PKCS11Module == "" {
+			errs = append(errs, errors.New("PKID_PKCS11_ROOT_TOKEN and PKID_PKCS11_ROOT_PIN_FILE go together, with PKID_PKCS11_MODULE"))
 		}
 	}
 	if c.MaxValidity <= 0 || c.MaxValidity > 200*24*time.Hour {

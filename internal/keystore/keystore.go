@@ -45,6 +45,12 @@ type PKCS11 struct {
 	Module string // path of the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so
 	Token  string // the token's label
 	PIN    []byte // the user PIN; never logged, never stored
+	// RootToken, when set, is a second token of the same module that holds
+	// the root key alone, so that the root can stay offline: only `pkid
+	// init` and `pkid ca rotate` need it, and the serving nodes, which never
+	// open the root, are not given it. Empty: the root shares Token.
+	RootToken string
+	RootPIN   []byte
 }
 
 // Config configures a Store.
@@ -63,6 +69,7 @@ type Config struct {
 type Store struct {
 	secret    []byte // seals software keys
 	token     *token // nil without an HSM
+	root      *token // the root's own token; nil when the root shares token
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -81,14 +88,25 @@ func Open(cfg Config) (*Store, error) {
 		}
 		return &Store{secret: cfg.Passphrase}, nil
 	}
-	tok, err := openToken(cfg.PKCS11)
+	tok, err := openToken(cfg.PKCS11.Module, cfg.PKCS11.Token, cfg.PKCS11.PIN)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{secret: cfg.Passphrase, token: tok}
+	if r := cfg.PKCS11.RootToken; r != "" {
+		if r == cfg.PKCS11.Token {
+			_ = s.Close()
+			return nil, fmt.Errorf("keystore: the root's token %q is the serving token: name another one, or none", r)
+		}
+		if s.root, err = openToken(cfg.PKCS11.Module, r, cfg.PKCS11.RootPIN); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	if len(s.secret) == 0 {
+		// The serving token derives it: every node has that one.
 		if s.secret, err = tok.sealingSecret(cfg.Init); err != nil {
-			tok.close()
+			_ = s.Close()
 			return nil, err
 		}
 	}
@@ -116,7 +134,11 @@ func (s *Store) OnToken(kind pki.IssuerKind) bool {
 // cannot be read back by anyone, pkid included.
 func (s *Store) Generate(curve elliptic.Curve, kind pki.IssuerKind) (crypto.Signer, Ref, error) {
 	if s.OnToken(kind) {
-		signer, uri, err := s.token.generate(curve, string(kind))
+		tok := s.token
+		if kind == pki.IssuerRoot && s.root != nil {
+			tok = s.root
+		}
+		signer, uri, err := tok.generate(curve, string(kind))
 		if err != nil {
 			return nil, Ref{}, err
 		}
@@ -141,14 +163,32 @@ func (s *Store) Open(ref Ref) (crypto.Signer, error) {
 	case ref.URI != "" && ref.Sealed != nil:
 		return nil, errors.New("keystore: a key is either sealed or on a token, not both")
 	case ref.URI != "":
-		if s.token == nil {
-			return nil, fmt.Errorf("keystore: the key %s is on a PKCS#11 token: configure PKID_PKCS11_MODULE, PKID_PKCS11_TOKEN and PKID_PKCS11_PIN_FILE", ref.URI)
+		tok, err := s.tokenOf(ref.URI)
+		if err != nil {
+			return nil, err
 		}
-		return s.token.open(ref.URI)
+		return tok.open(ref.URI)
 	case ref.Sealed != nil:
 		return sealedkey.Open(ref.Sealed, s.secret)
 	}
 	return nil, errors.New("keystore: empty key reference")
+}
+
+// tokenOf returns the configured token that a key URI names.
+func (s *Store) tokenOf(uri string) (*token, error) {
+	u, err := parseKeyURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case s.token == nil:
+		return nil, fmt.Errorf("keystore: the key %s is on a PKCS#11 token: configure PKID_PKCS11_MODULE, PKID_PKCS11_TOKEN and PKID_PKCS11_PIN_FILE", uri)
+	case u.Token == s.token.name():
+		return s.token, nil
+	case s.root != nil && u.Token == s.root.name():
+		return s.root, nil
+	}
+	return nil, fmt.Errorf("keystore: the key %s is on token %q, which is not configured (PKID_PKCS11_TOKEN is %q; a root kept on its own token needs PKID_PKCS11_ROOT_TOKEN, for init and ca rotate only)", uri, u.Token, s.token.name())
 }
 
 // Check reports whether the key store can be used now: without a token,
@@ -167,9 +207,13 @@ func (s *Store) Check(ctx context.Context) error {
 // Store must not be used otherwise.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		if s.token != nil {
-			s.closeErr = s.token.close()
+		var errs []error
+		for _, t := range []*token{s.root, s.token} {
+			if t != nil {
+				errs = append(errs, t.close())
+			}
 		}
+		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
 }
@@ -194,10 +238,14 @@ func (p Protection) Kept() bool {
 // Protection asks the token how the key at ref is protected. It fails for a
 // sealed key, which is protected by the sealing secret instead.
 func (s *Store) Protection(ref Ref) (Protection, error) {
-	if ref.URI == "" || s.token == nil {
+	if ref.URI == "" {
 		return Protection{}, errors.New("keystore: only a key on a token has PKCS#11 attributes")
 	}
-	return s.token.protection(ref.URI)
+	tok, err := s.tokenOf(ref.URI)
+	if err != nil {
+		return Protection{}, err
+	}
+	return tok.protection(ref.URI)
 }
 
 // Sealed returns a Store without a token that seals every key under

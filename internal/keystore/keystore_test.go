@@ -209,3 +209,66 @@ func TestTokenWithPassphrase(t *testing.T) {
 		t.Fatalf("intermediate: %+v, %v: want a key on the token", ref, err)
 	}
 }
+
+// TestRootToken: with a root token, the root key is made there and the
+// intermediate on the serving token; a store given only the serving token
+// (what every node runs with) opens the intermediate and the sealed keys,
+// and cannot reach the root.
+func TestRootToken(t *testing.T) {
+	serving := testhsm.New(t, "pkid-serving")
+	rootTok := serving.Another(t, "pkid-root")
+	ceremony := keystore.Config{PKCS11: serving.Config(), Init: true}
+	ceremony.PKCS11.RootToken, ceremony.PKCS11.RootPIN = rootTok.Label, []byte(rootTok.PIN)
+
+	bad := ceremony
+	bad.PKCS11.RootToken = serving.Label
+	if _, err := keystore.Open(bad); err == nil {
+		t.Fatal("the serving token accepted as the root's own token")
+	}
+	bad.PKCS11.RootToken, bad.PKCS11.RootPIN = rootTok.Label, []byte("wrong")
+	if _, err := keystore.Open(bad); err == nil || !strings.Contains(err.Error(), "pkid-root") {
+		t.Fatalf("wrong root PIN: %v", err)
+	}
+
+	s, err := keystore.Open(ceremony)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	root, rootRef, err := s.Generate(elliptic.P384(), pki.IssuerRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signs(t, root)
+	_, interRef, err := s.Generate(elliptic.P256(), pki.IssuerIntermediate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ocspRef, err := s.Generate(elliptic.P256(), pki.IssuerOCSP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(rootRef.URI, "pkcs11:token=pkid-root;") || !strings.HasPrefix(interRef.URI, "pkcs11:token=pkid-serving;") {
+		t.Fatalf("root %s, intermediate %s: want each on its own token", rootRef.URI, interRef.URI)
+	}
+	for _, ref := range []keystore.Ref{rootRef, interRef} {
+		if p, err := s.Protection(ref); err != nil || !p.Kept() {
+			t.Fatalf("%s: %+v, %v", ref.URI, p, err)
+		}
+	}
+
+	node, err := keystore.Open(keystore.Config{PKCS11: serving.Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if _, err := node.Open(interRef); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Open(ocspRef); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Open(rootRef); err == nil || !strings.Contains(err.Error(), "PKID_PKCS11_ROOT_TOKEN") {
+		t.Fatalf("a serving node opened the root: %v", err)
+	}
+}

@@ -42,26 +42,28 @@ type token struct {
 	label string
 }
 
-func openToken(cfg PKCS11) (*token, error) {
-	if cfg.Token == "" {
+func openToken(module, label string, pin []byte) (*token, error) {
+	if label == "" {
 		return nil, errors.New("keystore: a PKCS#11 module needs a token label (PKID_PKCS11_TOKEN)")
 	}
-	if len(cfg.PIN) == 0 {
-		return nil, errors.New("keystore: a PKCS#11 module needs a PIN (PKID_PKCS11_PIN_FILE)")
+	if len(pin) == 0 {
+		return nil, fmt.Errorf("keystore: token %q needs a PIN (PKID_PKCS11_PIN_FILE)", label)
 	}
 	c, err := crypto11.Configure(&crypto11.Config{
-		Path:            cfg.Module,
-		TokenLabel:      cfg.Token,
-		Pin:             string(cfg.PIN),
+		Path:            module,
+		TokenLabel:      label,
+		Pin:             string(pin),
 		PoolWaitTimeout: poolWait,
 	})
 	if err != nil {
 		// crypto11's errors name the module, the slot and the PKCS#11 return
 		// value (CKR_PIN_INCORRECT, …), never the PIN.
-		return nil, fmt.Errorf("keystore: opening PKCS#11 token %q with %s: %w", cfg.Token, cfg.Module, err)
+		return nil, fmt.Errorf("keystore: opening PKCS#11 token %q with %s: %w", label, module, err)
 	}
-	return &token{ctx: c, label: cfg.Token}, nil
+	return &token{ctx: c, label: label}, nil
 }
+
+func (t *token) name() string { return t.label }
 
 func (t *token) close() error { return t.ctx.Close() }
 

@@ -19,8 +19,9 @@ var errNoCgo = errors.New("keystore: this pkid was built without cgo (CGO_ENABLE
 
 type token struct{}
 
-func openToken(PKCS11) (*token, error) { return nil, errNoCgo }
+func openToken(string, string, []byte) (*token, error) { return nil, errNoCgo }
 
+func (*token) name() string { return "" }
 func (*token) close() error { return errNoCgo }
 func (*token) generate(elliptic.Curve, string) (crypto.Signer, string, error) {
 	return nil, "", errNoCgo

@@ -103,13 +103,26 @@ func New(t testing.TB, label string) *Token {
 	if label == "" {
 		label = "pkid-test-" + random(4)
 	}
-	tok := &Token{Module: mod, Label: label, PIN: random(8), Conf: conf, PINFile: filepath.Join(dir, "pin")}
+	return initToken(t, mod, conf, label)
+}
+
+// Another initialises a second token, labelled label, beside tok (same
+// module, same SOFTHSM2_CONF), as an HSM with several partitions offers.
+func (tok *Token) Another(t testing.TB, label string) *Token {
+	t.Helper()
+	return initToken(t, tok.Module, tok.Conf, label)
+}
+
+func initToken(t testing.TB, mod, conf, label string) *Token {
+	t.Helper()
+	tok := &Token{Module: mod, Label: label, PIN: random(8), Conf: conf, PINFile: filepath.Join(t.TempDir(), "pin")}
 	if err := os.WriteFile(tok.PINFile, []byte(tok.PIN+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label,
-		"--pin", tok.PIN, "--so-pin", random(8)).CombinedOutput()
-	if err != nil {
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label,
+		"--pin", tok.PIN, "--so-pin", random(8))
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
+	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("softhsm2-util --init-token: %v: %s", err, out)
 	}
 	return tok
