@@ -228,10 +228,7 @@ func TestHSMOfflineRoot(t *testing.T) {
 	}
 	serving := testhsm.New(t, "pkid-serving")
 	rootTok := serving.Another(t, "pkid-root")
-	bin := filepath.Join(t.TempDir(), "pkid")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v: %s", err, out)
-	}
+	bin := testbin.Binary(t, "pkid")
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PKID_") {
@@ -260,22 +257,5 @@ func TestHSMOfflineRoot(t *testing.T) {
 		t.Fatalf("ca rotate with the root's token: %v\n%s", err, out)
 	}
 
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "serve")
-	cmd.Env = append(env, "PKID_HTTP_ADDR="+addr)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("serve log:\n%s", logs.String())
-		}
-	})
-	waitReady(t, "http://"+addr) // without the root's token
+	testbin.StartNode(t, "serve", env) // ready without the root's token
 }

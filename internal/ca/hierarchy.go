@@ -186,7 +186,7 @@ func Init(ctx context.Context, st HierarchyStore, icfg InitConfig, keys KeyStore
 				// The root key is kept offline and the CRL it signed is
 				// still current: the rest of init goes on (a container
 				// runs init at every start), and the operator is told.
-				icfg.Warn(fmt.Sprintf("the root's CRL is due for re-signing (its nextUpdate is %s) and the root key is offline: run `pkid init --root-key FILE` before then",
+				icfg.Warn(fmt.Sprintf("the root's CRL is due for re-signing (its nextUpdate is %s) and the root key is offline: run `pkid init --root-key FILE` (or, for a root on its own PKCS#11 token, with --pkcs11-root-token) before then",
 					latest.NextUpdate.UTC().Format(time.RFC3339)))
 			case err != nil:
 				return false, "", err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pkid/pkid/internal/issuance"
+	"github.com/pkid/pkid/internal/keystore"
 	"github.com/pkid/pkid/internal/pki"
 )
 
@@ -29,7 +30,13 @@ var ErrRootKeyOffline = errors.New("ca: the root key is offline (not in the data
 // the key of the root certificate.
 func openRoot(rec *pki.IssuerRecord, sealed []byte, keys KeyStore, now time.Time) (*issuance.Issuer, error) {
 	if rec.KeyURI != OfflineKeyURI {
-		return openIssuer(rec, keys, now)
+		root, err := openIssuer(rec, keys, now)
+		if errors.Is(err, keystore.ErrTokenNotConfigured) {
+			// A root on a token of its own that this process was not given:
+			// offline too, as far as init and rotate are concerned.
+			return nil, fmt.Errorf("%w: %v", ErrRootKeyOffline, err)
+		}
+		return root, err
 	}
 	if len(sealed) == 0 {
 		return nil, ErrRootKeyOffline

@@ -74,6 +74,10 @@ type Store struct {
 	closeErr  error
 }
 
+// ErrTokenNotConfigured: a key is on a token that this process was not
+// given, such as the root's own token on a serving node.
+var ErrTokenNotConfigured = errors.New("keystore: the key's token is not configured")
+
 // ErrNoSecret: neither a passphrase nor a token was configured.
 var ErrNoSecret = errors.New("keystore: PKID_KEY_PASSPHRASE (or PKID_KEY_PASSPHRASE_FILE) or a PKCS#11 token is required: it protects the CA keys")
 
@@ -188,7 +192,7 @@ func (s *Store) tokenOf(uri string) (*token, error) {
 	case s.root != nil && u.Token == s.root.name():
 		return s.root, nil
 	}
-	return nil, fmt.Errorf("keystore: the key %s is on token %q, which is not configured (PKID_PKCS11_TOKEN is %q; a root kept on its own token needs PKID_PKCS11_ROOT_TOKEN, for init and ca rotate only)", uri, u.Token, s.token.name())
+	return nil, fmt.Errorf("%w: %s is on token %q, but PKID_PKCS11_TOKEN is %q (a root kept on its own token needs PKID_PKCS11_ROOT_TOKEN, for init and ca rotate only)", ErrTokenNotConfigured, uri, u.Token, s.token.name())
 }
 
 // Check reports whether the key store can be used now: without a token,

@@ -268,7 +268,7 @@ func TestRootToken(t *testing.T) {
 	if _, err := node.Open(ocspRef); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := node.Open(rootRef); err == nil || !strings.Contains(err.Error(), "PKID_PKCS11_ROOT_TOKEN") {
+	if _, err := node.Open(rootRef); !errors.Is(err, keystore.ErrTokenNotConfigured) || !strings.Contains(err.Error(), "PKID_PKCS11_ROOT_TOKEN") {
 		t.Fatalf("a serving node opened the root: %v", err)
 	}
 }
