@@ -237,7 +237,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, keyStore *ke
 	jsonAPI := api.New(certs, accounts, authn, log)
 	jsonAPI.ServeWebhooks(webhooks)
 	jsonAPI.ObserveRateLimits(func() { metrics.RateLimited(server.LimiterAccountIssuance) })
-	admin := web.New(certs, accounts, db, web.Options{Now: now, Log: log, ClientAddr: clients.Addr,
+	admin := web.New(certs, accounts, db, web.Options{Now: now, Log: log, ClientAddr: clients.Addr, Webhooks: webhooks,
 		UserAttempts: cfg.LoginUserAttempts, AddressAttempts: cfg.LoginAddressAttempts, AttemptWindow: cfg.LoginWindow,
 		Throttled: func() { metrics.RateLimited(server.LimiterLogin) }})
 	jsonAPI.AcceptSessions(admin)

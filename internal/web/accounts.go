@@ -128,6 +128,7 @@ type accountPageData struct {
 	TokenTTL   int
 	MaxTTL     int
 	AllReasons []string // for "revoke all"
+	Webhook    *webhookCard // nil: the node has no webhook service
 }
 
 type tokenRow struct {
@@ -176,6 +177,9 @@ func (a *Admin) accountPageData(r *http.Request, id string) (*accountPageData, e
 	}
 	d.Certs = certRows(certs, a.certs.Now(), map[string]*pki.Account{id: acct})
 	d.MoreCerts = next != ""
+	if d.Webhook, err = a.webhookCard(ctx, id); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -339,6 +343,10 @@ func flash(r *http.Request) string {
 		return "Account suspended: its requests are refused from now on."
 	case "reactivated":
 		return "Account reactivated."
+	case "webhook-updated":
+		return "Webhook updated."
+	case "webhook-removed":
+		return "Webhook removed: no more expiry notices for this account."
 	case "token-revoked":
 		return "Token revoked. It is refused from now on."
 	case "revoked":

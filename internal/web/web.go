@@ -41,6 +41,7 @@ import (
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/clientip"
 	"github.com/pkid/pkid/internal/pki"
+	"github.com/pkid/pkid/internal/webhook"
 	assets "github.com/pkid/pkid/web"
 )
 
@@ -68,6 +69,9 @@ type Options struct {
 	// Throttled, when set, is called for each sign-in refused for too many
 	// attempts, for a metric.
 	Throttled func()
+	// Webhooks, when set, puts the account's expiry-notice webhook on its
+	// page.
+	Webhooks *webhook.Service
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Log receives errors that pages do not show; discarded when nil.
@@ -168,6 +172,9 @@ func (a *Admin) routes() chi.Router {
 		r.Post("/accounts/{id}/revoke-all", a.revokeAll)
 		r.Get("/accounts/{id}/policy", a.policyPage)
 		r.Post("/accounts/{id}/policy", a.updatePolicy)
+		r.Post("/accounts/{id}/webhook", a.setWebhook)
+		r.Post("/accounts/{id}/webhook/rotate", a.rotateWebhook)
+		r.Post("/accounts/{id}/webhook/remove", a.removeWebhook)
 		r.Get("/certificates", a.certificateList)
 		r.Get("/certificates/{serial}", a.certificatePage)
 		r.Get("/certificates/{serial}/pem", a.certificatePEM)

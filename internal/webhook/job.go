@@ -84,7 +84,10 @@ type JobConfig struct {
 	// Interval is how often the job looks for certificates due a notice and
 	// for deliveries due an attempt. Default 1 minute.
 	Interval time.Duration
-	// Workers is how many deliveries one node sends at once. Default 4.
+	// Workers is how many deliveries one node sends at once. Default 2.
+	// Each holds a database connection for its attempt (the claiming
+	// transaction), up to Timeout, so that the row stays locked against
+	// other nodes: keep it well below the pool's size.
 	Workers int
 	// Timeout bounds one attempt. Default DefaultTimeout.
 	Timeout time.Duration
@@ -117,7 +120,7 @@ func (c JobConfig) withDefaults() JobConfig {
 		c.Interval = time.Minute
 	}
 	if c.Workers <= 0 {
-		c.Workers = 4
+		c.Workers = 2
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
