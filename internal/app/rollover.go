@@ -208,7 +208,7 @@ func (a *App) retireIntermediates(ctx context.Context, lastExpiry map[string]tim
 		}
 		return t, nil
 	}
-	retired, err := ca.RetireIntermediates(ctx, a.DB, a.Hierarchy, last, now)
+	retired, err := ca.RetireIntermediates(ctx, a.DB, last, now)
 	for _, id := range retired {
 		a.Log.Info("retired a superseded intermediate: its certificates have all expired", "intermediate", id)
 		delete(lastExpiry, id)

@@ -390,7 +390,7 @@ func TestRetireIntermediate(t *testing.T) {
 	ctx := context.Background()
 	retire := func(now time.Time) []string {
 		t.Helper()
-		ids, err := ca.RetireIntermediates(ctx, n.rawDB, n.app.Hierarchy, n.rawDB.LastCertificateExpiry, now)
+		ids, err := ca.RetireIntermediates(ctx, n.rawDB, n.rawDB.LastCertificateExpiry, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -537,5 +537,49 @@ func TestOfflineRootKey(t *testing.T) {
 	_ = n.rawDB.Pool().QueryRow(ctx, "SELECT count(*) FROM crls WHERE issuer_id = $1", n.app.Hierarchy.RootID()).Scan(&after)
 	if after != before+1 {
 		t.Errorf("init with the root key given signed %d root CRLs, want 1", after-before)
+	}
+}
+
+// TestRetireExpiredIntermediate: a superseded intermediate whose own
+// certificate has expired is retired from the database too, although no
+// node loads it any more.
+func TestRetireExpiredIntermediate(t *testing.T) {
+	t.Parallel()
+	n := newNode(t)
+	ctx := context.Background()
+	l, err := lint.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := keystore.Sealed(n.passph)
+	_, token := n.account("Expired Intermediate", pki.PlanEnterprise)
+	n.mustIssue(t, token, "keeps-gen1.test") // generation 1 stays: it has a valid certificate
+	short := ca.InitConfig{Hierarchy: issuance.HierarchyConfig{PublicURL: testnode.PublicURL, IntermediateValidity: time.Hour, OCSPValidity: time.Hour}}
+	gen2, err := ca.Rotate(ctx, n.rawDB, short, keys, l, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.rotate(t); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(2 * time.Hour)
+	// A node that starts then leaves the expired one out, and starts.
+	h, err := ca.LoadHierarchy(ctx, n.rawDB, keys, later)
+	if err != nil {
+		t.Fatalf("starting after a superseded intermediate expired: %v", err)
+	}
+	if h.IntermediateByID(gen2.Next.ID) != nil || len(h.Intermediates()) != 2 {
+		t.Errorf("the expired intermediate is loaded (%d live)", len(h.Intermediates()))
+	}
+	ids, err := ca.RetireIntermediates(ctx, n.rawDB, n.rawDB.LastCertificateExpiry, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, []string{gen2.Next.ID}) {
+		t.Fatalf("retired %v, want only the expired generation 2", ids)
+	}
+	var retired bool
+	if err := n.rawDB.Pool().QueryRow(ctx, "SELECT retired_at IS NOT NULL FROM issuers WHERE id = $1", gen2.Next.ID).Scan(&retired); err != nil || !retired {
+		t.Errorf("generation 2 is not retired in the database (%v)", err)
 	}
 }

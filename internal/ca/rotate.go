@@ -128,30 +128,45 @@ func Rotate(ctx context.Context, st HierarchyStore, icfg InitConfig, keys KeySto
 	return &Rotation{Previous: prev, Next: inter, Generation: gen, OCSPSigner: ocsp}, nil
 }
 
+// SupersededGrace is how long after a rotation the superseded intermediate
+// is kept whatever its certificates: a node that missed the rotation's
+// notification issues from it until its next reload (within 30 s), so its
+// last certificate is not known before.
+const SupersededGrace = 5 * time.Minute
+
 // RetireIntermediates retires each superseded intermediate whose last
 // certificate has expired and whose CRL has been published once more since
 // (the final CRL: a relying party that fetched one before the last expiry
 // still sees every revocation through it), or whose own certificate has
-// expired. lastExpiry answers with the latest notAfter of an intermediate's
-// certificates; the caller may remember it, since a superseded intermediate
-// issues nothing more once every node has reloaded. It returns the IDs it
-// retired; the caller reloads the hierarchy after.
-func RetireIntermediates(ctx context.Context, st HierarchyStore, h *Hierarchy, lastExpiry func(ctx context.Context, issuerID string) (time.Time, error), now time.Time) ([]string, error) {
+// expired (a node that was down meanwhile no longer loads it, so only the
+// database says it is still there). lastExpiry answers with the latest
+// notAfter of an intermediate's certificates; the caller may remember it,
+// since a superseded intermediate issues nothing more once every node has
+// reloaded (nothing is retired within SupersededGrace of its rotation). It
+// returns the IDs it retired; the caller reloads the hierarchy after.
+func RetireIntermediates(ctx context.Context, st HierarchyStore, lastExpiry func(ctx context.Context, issuerID string) (time.Time, error), now time.Time) ([]string, error) {
+	recs, err := st.Issuers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var retired []string
-	for _, in := range h.Intermediates() {
-		if in.Superseded.IsZero() {
+	for _, rec := range recs {
+		if rec.Kind != pki.IssuerIntermediate || rec.SupersededAt == nil {
 			continue
 		}
-		detail := map[string]any{"intermediate": in.Issuer.ID, "generation": in.Generation}
-		if now.Before(in.Issuer.Cert.NotAfter) {
-			last, err := lastExpiry(ctx, in.Issuer.ID)
+		if now.Sub(*rec.SupersededAt) < SupersededGrace {
+			continue
+		}
+		detail := map[string]any{"intermediate": rec.ID, "generation": rec.Generation}
+		if now.Before(rec.NotAfter) {
+			last, err := lastExpiry(ctx, rec.ID)
 			if err != nil {
 				return retired, err
 			}
 			if now.Before(last) {
 				continue
 			}
-			final, err := st.LatestCRL(ctx, in.Issuer.ID)
+			final, err := st.LatestCRL(ctx, rec.ID)
 			if errors.Is(err, pki.ErrNotFound) {
 				continue
 			}
@@ -164,15 +179,15 @@ func RetireIntermediates(ctx context.Context, st HierarchyStore, h *Hierarchy, l
 			detail["last_certificate_expiry"] = last
 			detail["final_crl_number"] = final.Number
 		} else {
-			detail["expired"] = in.Issuer.Cert.NotAfter
+			detail["expired"] = rec.NotAfter
 		}
 		ev := pki.AuditEvent{Actor: "system", Action: ActionIntermediateRetired, Outcome: pki.OutcomeSuccess, Detail: detail}
-		switch err := st.RetireIntermediate(ctx, in.Issuer.ID, ev); {
+		switch err := st.RetireIntermediate(ctx, rec.ID, ev); {
 		case errors.Is(err, pki.ErrNotFound): // another node retired it
 		case err != nil:
 			return retired, err
 		default:
-			retired = append(retired, in.Issuer.ID)
+			retired = append(retired, rec.ID)
 		}
 	}
 	return retired, nil
