@@ -177,6 +177,9 @@ if [ -z "${PKID_PUBLIC_URL:-}" ]; then
   case $host in "" | 0.0.0.0 | "[::]") host=127.0.0.1 ;; esac
   export PKID_PUBLIC_URL="http://$host:${PKID_HTTP_ADDR##*:}"
 fi
+# Development: expiry-notice webhooks may be plain http to localhost (a
+# receiver on this machine); production refuses them.
+export PKID_WEBHOOK_ALLOW_HTTP_LOCALHOST=${PKID_WEBHOOK_ALLOW_HTTP_LOCALHOST:-true}
 
 passfile=$VAR/dev-passphrase
 if [ -z "${PKID_KEY_PASSPHRASE:-}" ]; then
@@ -206,6 +209,7 @@ sq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
   echo "export DATABASE_URL=$(sq "$DATABASE_URL")"
   echo "export PKID_HTTP_ADDR=$(sq "$PKID_HTTP_ADDR")"
   echo "export PKID_PUBLIC_URL=$(sq "$PKID_PUBLIC_URL")"
+  echo "export PKID_WEBHOOK_ALLOW_HTTP_LOCALHOST=$(sq "$PKID_WEBHOOK_ALLOW_HTTP_LOCALHOST")"
   if [ -s "$passfile" ] && [ "$PKID_KEY_PASSPHRASE" = "$(cat "$passfile")" ]; then
     echo "export PKID_KEY_PASSPHRASE=\"\$(cat $(sq "$passfile"))\""
   else
