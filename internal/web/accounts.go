@@ -127,7 +127,7 @@ type accountPageData struct {
 	TokenName  string
 	TokenTTL   int
 	MaxTTL     int
-	AllReasons []string // for "revoke all"
+	AllReasons []string     // for "revoke all"
 	Webhook    *webhookCard // nil: the node has no webhook service
 }
 
