@@ -190,10 +190,8 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, keyStore *ke
 		}
 		return ids
 	}, crl.CacheOptions{Log: log})
-	jobs := &crlJobs{
-		db: db, cache: crlCache, linter: linter, public: cfg.PublicBase(), log: log, jobs: map[string]*crlRun{},
-		base: crl.JobConfig{Interval: cfg.CRLInterval, Validity: cfg.CRLValidity, Now: now, Log: log},
-	}
+	jobs := newCRLJobs(db, crlCache, linter, cfg.PublicBase(),
+		crl.JobConfig{Interval: cfg.CRLInterval, Validity: cfg.CRLValidity, Now: now, Log: log})
 	if err := jobs.sync(hierarchy); err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -23,29 +22,34 @@ const ReloadInterval = 30 * time.Second
 
 // crlJobs runs one CRL job per live intermediate: each intermediate signs
 // its own CRL, with its own distribution point as the IDP, until it is
-// retired. The set follows the hierarchy (sync).
+// retired. sync makes the set follow the hierarchy; run starts and stops
+// the jobs to match.
 type crlJobs struct {
 	db     *store.DB
 	cache  *crl.Cache
 	linter *lint.Linter
 	base   crl.JobConfig // IDPURL is set per intermediate
 	public string        // the public URL the IDPs are made from
-	log    *slog.Logger
 
-	mu   sync.Mutex
-	ctx  context.Context // RunJobs's; nil until it starts
-	jobs map[string]*crlRun
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	jobs    map[string]*crlRun // by intermediate ID
+	removed []*crlRun          // left the set; run stops them
+	wake    chan struct{}      // sync changed the set
 }
 
 // crlRun is one intermediate's job, and how to stop it.
 type crlRun struct {
 	job  *crl.Job
-	stop context.CancelFunc // nil until started
+	stop context.CancelFunc // nil until run starts it
 }
 
-// sync makes a job for every live intermediate of h that has none (starting
-// it if RunJobs runs) and stops the jobs of intermediates no longer live.
+func newCRLJobs(db *store.DB, cache *crl.Cache, l *lint.Linter, public string, base crl.JobConfig) *crlJobs {
+	return &crlJobs{db: db, cache: cache, linter: l, public: public, base: base,
+		jobs: map[string]*crlRun{}, wake: make(chan struct{}, 1)}
+}
+
+// sync makes a job for every live intermediate of h that has none and
+// drops the jobs of intermediates no longer live; run carries it out.
 func (c *crlJobs) sync(h *ca.Hierarchy) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -66,40 +70,48 @@ func (c *crlJobs) sync(h *ca.Hierarchy) error {
 		if err != nil {
 			return err
 		}
-		run := &crlRun{job: job}
-		c.jobs[issuer.ID] = run
-		c.startLocked(run)
+		c.jobs[issuer.ID] = &crlRun{job: job}
 	}
 	for id, run := range c.jobs {
 		if !live[id] {
-			if run.stop != nil {
-				run.stop()
-			}
+			c.removed = append(c.removed, run)
 			delete(c.jobs, id)
 		}
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 	return nil
 }
 
-func (c *crlJobs) startLocked(run *crlRun) {
-	if c.ctx == nil || run.stop != nil {
-		return
-	}
-	ctx, stop := context.WithCancel(c.ctx)
-	run.stop = stop
-	c.wg.Go(func() { run.job.Run(ctx) })
-}
-
-// run starts the jobs and keeps the ones sync adds running until ctx ends.
+// run runs the jobs until ctx ends, starting the ones sync adds and
+// stopping the ones it drops.
 func (c *crlJobs) run(ctx context.Context) {
-	c.mu.Lock()
-	c.ctx = ctx
-	for _, run := range c.jobs {
-		c.startLocked(run)
+	var wg sync.WaitGroup
+	for {
+		c.mu.Lock()
+		for _, run := range c.jobs {
+			if run.stop == nil {
+				jctx, stop := context.WithCancel(ctx)
+				run.stop = stop
+				wg.Go(func() { run.job.Run(jctx) })
+			}
+		}
+		for _, run := range c.removed {
+			if run.stop != nil {
+				run.stop()
+			}
+		}
+		c.removed = nil
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-c.wake:
+		}
 	}
-	c.mu.Unlock()
-	<-ctx.Done()
-	c.wg.Wait()
 }
 
 // nudge asks the job of issuerID for a CRL now (a revocation committed).
