@@ -60,7 +60,8 @@ type Config struct {
 	Passphrase []byte
 	PKCS11     PKCS11
 	// Init is set by `pkid init` only: it may create the token's sealing
-	// key when the token has none. Every other command requires it.
+	// key when the token has none. Every other command needs that key to
+	// exist already (unless Passphrase is set).
 	Init bool
 }
 
