@@ -76,6 +76,9 @@ var markIssuedBatchSQL = `WITH input AS (
 	UPDATE certificates c SET state = 'issued', der = input.der, fingerprint_sha256 = input.fp
 	FROM input WHERE c.serial = input.serial AND c.state = 'pending'
 	RETURNING c.serial
+), fp AS (
+	INSERT INTO certificate_fingerprints (fingerprint_sha256, serial)
+	SELECT input.fp, serial FROM input JOIN upd USING (serial)
 ), audit AS (
 	INSERT INTO audit_events (` + auditColumns + `)
 	SELECT COALESCE(occurred_at, clock_timestamp()), actor, action, outcome, account_id::uuid, ev_serial,
