@@ -254,7 +254,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, keyStore *ke
 			}
 			return "", false
 		})
-	deps.Quiet = append(deps.Quiet, responder.Routes)
+	deps.Quiet = append(deps.Quiet, server.QuietRoutes{Prefix: ocsp.Path, Handler: responder})
 	deps.Mount = append(deps.Mount, crlHandler.Routes, admin.Mount)
 	a.Handler = server.Handler(deps)
 	return a, nil

@@ -233,7 +233,78 @@ func (m *Metrics) instrument(next http.Handler) http.Handler {
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
 		}
-		m.httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(ww.Status())).Inc()
+		m.httpRequests.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(ww.Status())).Inc()
 		m.httpDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	})
 }
+
+// methodLabel is the method as a label value: the client chooses it, so
+// anything but the methods of RFC 9110 is "other", or a client could create
+// label values (and time series) without bound.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "other"
+}
+
+// instrumentRoute counts and times the requests of next, a handler with one
+// route pattern, as instrument does, with the least work per request: the
+// duration histogram is resolved once, counters are cached per method and
+// status, and the writer that records the status is reused.
+func (m *Metrics) instrumentRoute(route string, next http.Handler) http.Handler {
+	duration := m.httpDuration.WithLabelValues(route)
+	var counters sync.Map // routeKey -> prometheus.Counter
+	writers := sync.Pool{New: func() any { return new(statusWriter) }}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := writers.Get().(*statusWriter)
+		sw.ResponseWriter, sw.status = w, 0
+		next.ServeHTTP(sw, r)
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK // nothing written: net/http sends 200
+		}
+		sw.ResponseWriter = nil
+		writers.Put(sw)
+		k := routeKey{methodLabel(r.Method), status}
+		c, ok := counters.Load(k)
+		if !ok {
+			// Bounded: nine methods and "other" times the statuses the
+			// handler writes.
+			c, _ = counters.LoadOrStore(k, m.httpRequests.WithLabelValues(route, k.method, strconv.Itoa(status)))
+		}
+		c.(prometheus.Counter).Inc()
+		duration.Observe(time.Since(start).Seconds())
+	})
+}
+
+type routeKey struct {
+	method string
+	status int
+}
+
+// statusWriter records the status a handler writes. It exposes the
+// underlying writer through Unwrap, for http.ResponseController.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

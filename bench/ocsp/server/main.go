@@ -1,10 +1,11 @@
 // Command server is the OCSP benchmark's responder: a CA hierarchy made in
 // memory, N certificates' pre-signed responses installed in an ocsp.Cache,
-// and the production Responder on a chi router with Prometheus counters,
-// as pkid serve mounts it (without the access log, which pkid skips for
-// /ocsp). It also serves /fixed, a handler that returns a fixed body of the
-// size of a response and does nothing else: the ceiling that net/http and
-// loopback allow on this machine, measured in the same run.
+// and the production Responder behind the same handler as pkid serve puts
+// in front of /ocsp (server.QuietHandler: panic recovery and the request
+// metrics, no router, no access log). It also serves /fixed, a handler
+// that returns a fixed body of the size of a response and does nothing
+// else: the ceiling that net/http and loopback allow on this machine,
+// measured in the same run.
 //
 // It writes the requests the wrk scripts replay into -out: get-paths.txt
 // (one GET path per line) and post-bodies.hex (one DER request per line,
@@ -23,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -33,14 +35,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-	"github.com/prometheus/client_golang/prometheus"
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/pkid/pkid/internal/issuance"
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/ocsp"
 	"github.com/pkid/pkid/internal/pki"
+	"github.com/pkid/pkid/internal/server"
 )
 
 func main() {
@@ -87,15 +88,18 @@ func run(addr string, n int, out, profile string) error {
 		return err
 	}
 
-	metrics := newMetrics()
-	router := chi.NewRouter()
+	metrics := server.NewMetrics()
 	issuers := []*x509.Certificate{inter.Cert}
-	ocsp.NewResponder(cache, func() []*x509.Certificate { return issuers }, func(string) *issuance.Issuer { return signer }, nil, metrics).Routes(router)
+	responder := ocsp.NewResponder(cache, func() []*x509.Certificate { return issuers }, func(string) *issuance.Issuer { return signer }, nil, metrics)
 	fixed := make([]byte, 400)
-	router.Get("/fixed", func(w http.ResponseWriter, _ *http.Request) {
+	rest := http.NewServeMux()
+	rest.HandleFunc("GET /fixed", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/ocsp-response")
 		_, _ = w.Write(fixed)
 	})
+	// /ocsp exactly as pkid serve mounts it (server.Handler); /fixed with
+	// nothing in front.
+	router := server.QuietHandler([]server.QuietRoutes{{Prefix: ocsp.Path, Handler: responder}}, rest, metrics, slog.New(slog.DiscardHandler))
 
 	srv := &http.Server{Addr: addr, Handler: router, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10}
@@ -125,7 +129,7 @@ func run(addr string, n int, out, profile string) error {
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	fmt.Print(metrics.summary())
+	fmt.Print(summary(metrics))
 	return nil
 }
 
@@ -177,32 +181,17 @@ func (emptyStore) ListenOCSP(ctx context.Context, listening func(), _ func(pki.S
 	return ctx.Err()
 }
 
-// metrics counts answers the way pkid's Prometheus registry does.
-type metrics struct {
-	reg     *prometheus.Registry
-	answers *prometheus.CounterVec
-}
-
-func newMetrics() *metrics {
-	m := &metrics{reg: prometheus.NewRegistry(), answers: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pkid_ocsp_responses_total", Help: "OCSP answers by status and source.",
-	}, []string{"status", "source"})}
-	m.reg.MustRegister(m.answers)
-	return m
-}
-
-func (m *metrics) OCSPAnswered(status, source string) {
-	m.answers.WithLabelValues(status, source).Inc()
-}
-
-// summary returns the answers counted, one line per status and source.
-func (m *metrics) summary() string {
-	families, err := m.reg.Gather()
+// summary returns the OCSP answers counted, one line per status and source.
+func summary(m *server.Metrics) string {
+	families, err := m.Registry.Gather()
 	if err != nil {
 		return err.Error() + "\n"
 	}
 	var b strings.Builder
 	for _, f := range families {
+		if f.GetName() != "pkid_ocsp_responses_total" {
+			continue
+		}
 		for _, metric := range f.GetMetric() {
 			var labels []string
 			for _, l := range metric.GetLabel() {
