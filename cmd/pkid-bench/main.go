@@ -75,6 +75,7 @@ func run() error {
 	concList := flag.String("concurrency", "1,8,64", "comma-separated client concurrencies")
 	noLintConc := flag.Int("nolint-concurrency", 64, "concurrency of the run with linting off (0 skips it)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the end-to-end runs to this file")
+	dbConns := flag.Int("db-conns", 0, "database connections of the server under test (0: pkid serve's default, max(8, 4*GOMAXPROCS))")
 	withCeiling := flag.Bool("ceiling", true, "measure the in-process ceiling first (false: skip it, for quick comparisons)")
 	revocations := flag.Int("revocations", 100, "revocations whose visibility on a second node is measured (0 skips it)")
 	var hsm config.Config
@@ -82,6 +83,7 @@ func run() error {
 	flag.StringVar(&hsm.PKCS11Token, "pkcs11-token", "", "the token's label (with -pkcs11-module)")
 	flag.StringVar(&hsm.PKCS11PINFile, "pkcs11-pin-file", "", "file holding the token's user PIN (with -pkcs11-module)")
 	flag.Parse()
+	benchDBConns = *dbConns
 	var concs []int
 	for _, s := range strings.Split(*concList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -230,6 +232,9 @@ func printTableStats(ctx context.Context, dbURL string) error {
 	return nil
 }
 
+// benchDBConns is -db-conns.
+var benchDBConns int
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // scratchDatabase creates an empty database on the server of adminURL and
@@ -375,7 +380,10 @@ type result struct {
 // endToEnd serves a fresh App on a loopback listener and drives it with c
 // clients for d.
 func endToEnd(ctx context.Context, cfg config.Config, meter cpuMeter, token string, csrs []string, c int, d time.Duration, noLint bool, obs ca.Observer) (result, error) {
-	opts := app.Options{DisableLint: noLint, SkipMigrate: true, MaxDBConns: int32(max(8, min(c, 32)))}
+	// The pool as pkid serve sizes it unless -db-conns says otherwise: with
+	// MarkIssued's group commit, more backends than a few per core only add
+	// context switches and lock traffic on this machine (docs/BENCHMARKS.md).
+	opts := app.Options{DisableLint: noLint, SkipMigrate: true, MaxDBConns: int32(benchDBConns)}
 	if obs != nil {
 		opts.CAObserver = obs
 	}
