@@ -115,10 +115,29 @@ func (g *issuedGroup) markIssued(ctx context.Context, db *DB, it *issuedItem) er
 	g.queue = g.queue[n:]
 	g.mu.Unlock()
 
+	// Whatever happens while writing, even a panic, the batch's callers are
+	// answered and the lead passes on: a group left busy would hold every
+	// later issuance forever.
+	defer func() {
+		if v := recover(); v != nil {
+			err := fmt.Errorf("store: marking certificates issued: panic: %v", v)
+			for _, o := range batch {
+				o.err = err
+			}
+			g.handOff(batch, it)
+			panic(v)
+		}
+		g.handOff(batch, it)
+	}()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), issuedFlushTimeout)
+	defer cancel()
 	db.flushIssued(fctx, batch)
-	cancel()
+	return it.err
+}
 
+// handOff passes the lead to the first caller that queued while batch was
+// written, or leaves the group idle, and wakes batch's other callers.
+func (g *issuedGroup) handOff(batch []*issuedItem, leader *issuedItem) {
 	g.mu.Lock()
 	if len(g.queue) > 0 {
 		next := g.queue[0]
@@ -130,11 +149,10 @@ func (g *issuedGroup) markIssued(ctx context.Context, db *DB, it *issuedItem) er
 	}
 	g.mu.Unlock()
 	for _, o := range batch {
-		if o != it {
+		if o != leader {
 			close(o.wake)
 		}
 	}
-	return it.err
 }
 
 // flushIssued writes batch and sets every item's err.
