@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/pkid/pkid/internal/pki"
@@ -18,7 +19,7 @@ type memStore struct {
 	audit    []pki.AuditEvent
 
 	tokenErr   error // returned by Token when set
-	accountErr error // returned by Account when set
+	accountErr error // returned by Account (and TokenAndAccount) when set
 	keysErr    error // returned by TokenKeys when set
 	insertErr  error // returned by InsertTokenKey when set
 	// beforeInsert, when set, runs inside InsertTokenKey before the insert,
@@ -42,6 +43,21 @@ func (m *memStore) Token(_ context.Context, id string) (*pki.Token, error) {
 	}
 	c := *t
 	return &c, nil
+}
+
+func (m *memStore) TokenAndAccount(ctx context.Context, tokenID, accountID string) (*pki.Token, *pki.Account, error) {
+	t, err := m.Token(ctx, tokenID)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := m.Account(ctx, accountID)
+	switch {
+	case errors.Is(err, pki.ErrNotFound):
+		return t, nil, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	return t, a, nil
 }
 
 func (m *memStore) Account(_ context.Context, id string) (*pki.Account, error) {

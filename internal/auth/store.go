@@ -13,8 +13,10 @@ import (
 type Store interface {
 	// Token returns the record of the token with this jti, or ErrNotFound.
 	Token(ctx context.Context, id string) (*pki.Token, error)
-	// Account returns one account, or ErrNotFound.
-	Account(ctx context.Context, id string) (*pki.Account, error)
+	// TokenAndAccount returns the record of the token with jti tokenID (or
+	// ErrNotFound) and the account accountID (nil when there is none), in
+	// one round trip: what every request with an account token reads.
+	TokenAndAccount(ctx context.Context, tokenID, accountID string) (*pki.Token, *pki.Account, error)
 }
 
 // KeyStore keeps the keys that sign pkid's JWTs.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -203,6 +204,43 @@ func (db *DB) Token(ctx context.Context, id string) (*pki.Token, error) {
 		return nil, fmt.Errorf("store: token %s: %w", id, mapErr(err))
 	}
 	return t, nil
+}
+
+// TokenAndAccount returns the record of the token whose jti is tokenID (an
+// error wrapping pki.ErrNotFound when there is none) and the account
+// accountID (nil, with no error, when there is none), read in one round
+// trip: account tokens are checked on every request, and every round trip
+// costs a wake-up of a backend on each side.
+func (db *DB) TokenAndAccount(ctx context.Context, tokenID, accountID string) (*pki.Token, *pki.Account, error) {
+	if !validUUID(tokenID) {
+		return nil, nil, fmt.Errorf("store: token %q: %w", tokenID, pki.ErrNotFound)
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT "+tokenColumns+" FROM tokens WHERE id = $1::uuid", tokenID)
+	withAccount := validUUID(accountID)
+	if withAccount {
+		b.Queue("SELECT "+accountColumns+" FROM accounts WHERE id = $1::uuid", accountID)
+	}
+	br := db.pool.SendBatch(ctx, b)
+	t, err := scanToken(br.QueryRow())
+	var a *pki.Account
+	if err != nil {
+		err = fmt.Errorf("store: token %s: %w", tokenID, mapErr(err))
+	} else if withAccount {
+		a, err = scanAccount(br.QueryRow())
+		if errors.Is(err, pgx.ErrNoRows) {
+			a, err = nil, nil
+		} else if err != nil {
+			err = fmt.Errorf("store: account %s: %w", accountID, mapErr(err))
+		}
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("store: token %s: %w", tokenID, mapErr(cerr))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, a, nil
 }
 
 // Tokens lists an account's tokens, revoked and expired ones included, newest

@@ -275,6 +275,41 @@ func TestTokens(t *testing.T) {
 			t.Errorf("Token(%q) = %v, want ErrNotFound", id, err)
 		}
 	}
+
+	// TokenAndAccount: the same token record, and the account when it
+	// exists; a missing token is ErrNotFound, a missing account is nil.
+	both := []struct {
+		name, token, account string
+		wantAccount          string // "" for none
+		wantErr              error
+	}{
+		{"token and its account", newer.ID, acme.ID, acme.ID, nil},
+		{"token and another account", newer.ID, other.ID, other.ID, nil},
+		{"unknown account", newer.ID, newUUID(), "", nil},
+		{"account not a uuid", newer.ID, "acme", "", nil},
+		{"unknown token", newUUID(), acme.ID, "", pki.ErrNotFound},
+		{"token not a uuid", "jti", acme.ID, "", pki.ErrNotFound},
+	}
+	for _, tt := range both {
+		t.Run("token and account/"+tt.name, func(t *testing.T) {
+			tok, acct, err := db.TokenAndAccount(ctx, tt.token, tt.account)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || tok != nil || acct != nil {
+					t.Fatalf("TokenAndAccount = %v, %v, %v; want %v", tok, acct, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || tok == nil || tok.ID != tt.token || tok.AccountID != acme.ID || !tok.ExpiresAt.Equal(newer.ExpiresAt) {
+				t.Fatalf("TokenAndAccount token = %+v, %v", tok, err)
+			}
+			switch {
+			case tt.wantAccount == "" && acct != nil:
+				t.Errorf("account = %+v, want none", acct)
+			case tt.wantAccount != "" && (acct == nil || acct.ID != tt.wantAccount || acct.Plan != pki.PlanEnterprise):
+				t.Errorf("account = %+v, want %s", acct, tt.wantAccount)
+			}
+		})
+	}
 }
 
 func TestAdmins(t *testing.T) {
