@@ -54,8 +54,10 @@ type Issuer struct {
 	// fixed so that the throwaway key and the real key produce identical
 	// to-be-signed bytes.
 	sigAlg x509.SignatureAlgorithm
-	// signatures counts the real signatures made with Signer.
-	signatures atomic.Uint64
+	// signatures counts the real signatures made with Signer;
+	// certificates, those of them that signed a certificate.
+	signatures   atomic.Uint64
+	certificates atomic.Uint64
 
 	throwawayOnce sync.Once
 	throwaway     *throwaway
@@ -108,6 +110,11 @@ func NewIssuer(certDER []byte, signer crypto.Signer) (*Issuer, error) {
 // signatures are not counted. Tests use it to show that a refusal signed
 // nothing; serve can export it as a metric.
 func (i *Issuer) Signatures() uint64 { return i.signatures.Load() }
+
+// CertificatesSigned returns how many certificates this issuer's key has been
+// asked to sign: Signatures without the CRLs and OCSP responses, which
+// background jobs sign at times a test does not control.
+func (i *Issuer) CertificatesSigned() uint64 { return i.certificates.Load() }
 
 // GenerateKey returns a new ECDSA private key on curve, from crypto/rand. pkid
 // uses P-384 for the root and P-256 for everything that signs often.

@@ -121,6 +121,7 @@ func (i *Issuer) Issue(p *Prepared) ([]byte, error) {
 	if !p.redeemed.CompareAndSwap(false, true) {
 		return nil, ErrAlreadyIssued
 	}
+	i.certificates.Add(1)
 	sig, err := i.signBytes(p.tbs)
 	if err != nil {
 		return nil, fmt.Errorf("issuance: signing certificate %s: %w", p.serial, err)

@@ -59,7 +59,7 @@ func TestAuditFailure(t *testing.T) {
 		var s state
 		s.rows = queryInt(t, url, "SELECT count(*) FROM certificates")
 		s.issued = queryInt(t, url, "SELECT count(*) FROM certificates WHERE state = 'issued'")
-		s.sigs = n.app.Hierarchy.Intermediate().Signatures()
+		s.sigs = n.app.Hierarchy.Intermediate().CertificatesSigned()
 		s.victimRevoke = queryInt(t, url, "SELECT count(*) FROM certificates WHERE serial = $1 AND revoked_at IS NOT NULL", victim.serial)
 		ctx := context.Background()
 		conn, err := pgx.Connect(ctx, url)
