@@ -346,7 +346,7 @@ func TestIssueOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := h.intermediate.Signatures()
+	before, beforeCerts := h.intermediate.Signatures(), h.intermediate.CertificatesSigned()
 	if _, err := h.intermediate.Issue(prep); err != nil {
 		t.Fatalf("first Issue: %v", err)
 	}
@@ -356,6 +356,9 @@ func TestIssueOnce(t *testing.T) {
 	}
 	if got := h.intermediate.Signatures() - before; got != 1 {
 		t.Errorf("%d signatures, want 1", got)
+	}
+	if got := h.intermediate.CertificatesSigned() - beforeCerts; got != 1 {
+		t.Errorf("%d certificates signed, want 1", got)
 	}
 }
 
