@@ -44,8 +44,10 @@ test:
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory smoke
 
+# -timeout: go test's default of 10 minutes a package is near what internal/app
+# needs under -race on a loaded 2-core machine.
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 # The fault tests alone (test/faults; `unit` runs them too): Postgres stopped
 # and killed under pkid (a private cluster; skipped, saying so, without the
