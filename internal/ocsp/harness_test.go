@@ -278,10 +278,12 @@ type answer struct {
 	code   int
 	header http.Header
 	body   []byte
+	sent   time.Time // when the request left: the server answered after it
 }
 
 func do(t testing.TB, req *http.Request) answer {
 	t.Helper()
+	sent := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +293,7 @@ func do(t testing.TB, req *http.Request) answer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return answer{code: resp.StatusCode, header: resp.Header, body: body}
+	return answer{code: resp.StatusCode, header: resp.Header, body: body, sent: sent}
 }
 
 func post(t testing.TB, url string, body []byte) answer {
