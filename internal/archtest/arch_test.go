@@ -46,6 +46,13 @@ func TestDependencyDirection(t *testing.T) {
 		"internal/account":   {"net/http", "github.com/go-chi", "github.com/jackc/pgx", module + "/internal/store"},
 		"internal/lint":      {module + "/internal/"},
 		"internal/sealedkey": {module + "/internal/"},
+		// Keys are made and opened without a database or a network; the
+		// store records where they are.
+		"internal/keystore": {"net/http", "github.com/go-chi", "github.com/jackc/pgx", module + "/internal/store"},
+		// Rate arithmetic and client addresses are plain functions of their
+		// inputs, usable by any layer.
+		"internal/ratelimit": {"net/http", "github.com/jackc/pgx", module + "/internal/"},
+		"internal/clientip":  {"github.com/go-chi", "github.com/jackc/pgx", module + "/internal/"},
 		// Handlers never reach the database but through the use cases.
 		"internal/api": {"github.com/jackc/pgx", module + "/internal/store"},
 		"internal/web": {"github.com/jackc/pgx", module + "/internal/store"},
