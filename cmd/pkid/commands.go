@@ -12,12 +12,10 @@ import (
 	"time"
 
 	"github.com/pkid/pkid/internal/account"
-	"github.com/pkid/pkid/internal/app"
 	"github.com/pkid/pkid/internal/auth"
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/issuance"
-	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/store"
 )
@@ -61,13 +59,7 @@ func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stde
 	fs.DurationVar(&hc.IntermediateValidity, "intermediate-validity", 5*365*24*time.Hour, "validity of the intermediate")
 	fs.DurationVar(&hc.OCSPValidity, "ocsp-signer-validity", 30*24*time.Hour, "validity of the delegated OCSP signer (renewed by serve)")
 	rootKeyFile := fs.String("root-key", "", "`file` of the root's sealed key, when `pkid ca export-root-key` took it out of the database (to re-sign the root's CRL)")
-	cfgEnv, err := config.FromEnv(env)
-	if err != nil {
-		return err
-	}
-	pkcs11Flags(fs, &cfgEnv)
-	pkcs11RootFlags(fs, &cfgEnv)
-	cfg, err := loadConfigFrom(&cfgEnv, fs, args, true)
+	cfg, err := loadKeyConfig(env, fs, args, true)
 	if err != nil {
 		return err
 	}
@@ -76,37 +68,28 @@ func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stde
 		return err
 	}
 	hc.PublicURL = cfg.PublicBase()
-	db, err := store.Open(ctx, cfg.DatabaseURL)
+	h, err := openSigningCA(ctx, cfg, true)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	keys, err := app.OpenKeys(cfg, true)
-	if err != nil {
-		return err
-	}
-	defer keys.Close()
-	l, err := lint.New()
-	if err != nil {
-		return err
-	}
+	defer h.Close()
 	now := time.Now()
 	icfg := ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity, RootKey: rootKey,
 		Warn: func(msg string) { fmt.Fprintln(stderr, "pkid init: warning:", msg) }}
-	created, fp, err := ca.Init(ctx, db, icfg, keys, l, now)
+	created, fp, err := ca.Init(ctx, h.db, icfg, h.keys, h.lint, now)
 	if err != nil {
 		return err
 	}
-	keyCreated, err := auth.EnsureKey(ctx, db, keys.SealingSecret(), now)
+	keyCreated, err := auth.EnsureKey(ctx, h.db, h.keys.SealingSecret(), now)
 	if err != nil {
 		return err
 	}
 	if created {
 		fmt.Fprintln(stdout, "created the CA hierarchy: root, issuing intermediate and OCSP signer")
 		switch {
-		case keys.HasToken() && cfg.PKCS11RootToken != "":
+		case h.keys.HasToken() && cfg.PKCS11RootToken != "":
 			fmt.Fprintf(stdout, "the root key was generated on PKCS#11 token %q and the intermediate key on %q; neither can leave its token; the OCSP signer's key is sealed under a secret derived on %q\n", cfg.PKCS11RootToken, cfg.PKCS11Token, cfg.PKCS11Token)
-		case keys.HasToken():
+		case h.keys.HasToken():
 			fmt.Fprintf(stdout, "the root and intermediate keys were generated on PKCS#11 token %q and cannot leave it; the OCSP signer's key is sealed under a secret derived on the token\n", cfg.PKCS11Token)
 		}
 	} else {
@@ -171,21 +154,16 @@ func cmdAdminToken(ctx context.Context, env config.Getenv, args []string, stdout
 	if *username == "" {
 		return fmt.Errorf("%w: --username is required", errUsage)
 	}
-	db, err := store.Open(ctx, cfg.DatabaseURL)
+	h, err := openCA(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	keyStore, err := app.OpenKeys(cfg, false)
+	defer h.Close()
+	keys, err := auth.LoadKeys(ctx, h.db, h.keys.SealingSecret())
 	if err != nil {
 		return err
 	}
-	defer keyStore.Close()
-	keys, err := auth.LoadKeys(ctx, db, keyStore.SealingSecret())
-	if err != nil {
-		return err
-	}
-	svc := account.New(db, auth.NewTokens(keys, time.Now), time.Now)
+	svc := account.New(h.db, auth.NewTokens(keys, time.Now), time.Now)
 	jwt, err := svc.MintAdminToken(ctx, operator(), *username, *ttl)
 	if err != nil {
 		if errors.Is(err, pki.ErrNotFound) {

@@ -10,12 +10,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/pkid/pkid/internal/app"
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/issuance"
-	"github.com/pkid/pkid/internal/lint"
-	"github.com/pkid/pkid/internal/store"
 )
 
 // cmdRotate is `pkid ca rotate`: a new issuing intermediate under the same
@@ -28,13 +25,7 @@ func cmdRotate(ctx context.Context, env config.Getenv, args []string, stdout, st
 	fs.DurationVar(&hc.IntermediateValidity, "intermediate-validity", 5*365*24*time.Hour, "validity of the new intermediate (cut to the root's)")
 	fs.DurationVar(&hc.OCSPValidity, "ocsp-signer-validity", 30*24*time.Hour, "validity of its delegated OCSP signer (renewed by serve)")
 	rootKeyFile := fs.String("root-key", "", "`file` of the root's sealed key, when `pkid ca export-root-key` took it out of the database")
-	cfgEnv, err := config.FromEnv(env)
-	if err != nil {
-		return err
-	}
-	pkcs11Flags(fs, &cfgEnv)
-	pkcs11RootFlags(fs, &cfgEnv)
-	cfg, err := loadConfigFrom(&cfgEnv, fs, args, true)
+	cfg, err := loadKeyConfig(env, fs, args, true)
 	if err != nil {
 		return err
 	}
@@ -43,23 +34,14 @@ func cmdRotate(ctx context.Context, env config.Getenv, args []string, stdout, st
 		return err
 	}
 	hc.PublicURL = cfg.PublicBase()
-	db, err := store.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
 	// With a token, the new intermediate's key is generated on it, and the
 	// root's key signs there.
-	keys, err := app.OpenKeys(cfg, false)
+	h, err := openSigningCA(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
-	defer keys.Close()
-	l, err := lint.New()
-	if err != nil {
-		return err
-	}
-	r, err := ca.Rotate(ctx, db, ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity, RootKey: rootKey}, keys, l, time.Now())
+	defer h.Close()
+	r, err := ca.Rotate(ctx, h.db, ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity, RootKey: rootKey}, h.keys, h.lint, time.Now())
 	if errors.Is(err, ca.ErrRotationRaced) {
 		return fmt.Errorf("%w (run `pkid ca rotate` again only if you want yet another intermediate)", err)
 	}
@@ -109,12 +91,7 @@ func readRootKey(file string) ([]byte, error) {
 func cmdExportRootKey(ctx context.Context, env config.Getenv, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("pkid ca export-root-key", flag.ContinueOnError)
 	out := fs.String("out", "", "`file` to write the sealed root key to; must not exist")
-	cfgEnv, err := config.FromEnv(env)
-	if err != nil {
-		return err
-	}
-	pkcs11Flags(fs, &cfgEnv)
-	cfg, err := loadConfigFrom(&cfgEnv, fs, args, true)
+	cfg, err := loadKeyConfig(env, fs, args, false)
 	if err != nil {
 		return err
 	}
@@ -122,17 +99,12 @@ func cmdExportRootKey(ctx context.Context, env config.Getenv, args []string, std
 		fmt.Fprintln(stderr, "pkid ca export-root-key: --out is required")
 		return errUsage
 	}
-	db, err := store.Open(ctx, cfg.DatabaseURL)
+	h, err := openCA(ctx, cfg, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	keys, err := app.OpenKeys(cfg, false)
-	if err != nil {
-		return err
-	}
-	defer keys.Close()
-	sealed, commit, err := ca.ExportRootKey(ctx, db, keys, time.Now())
+	defer h.Close()
+	sealed, commit, err := ca.ExportRootKey(ctx, h.db, h.keys, time.Now())
 	if err != nil {
 		return err
 	}
