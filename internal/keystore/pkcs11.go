@@ -80,26 +80,34 @@ func (t *token) generate(curve elliptic.Curve, kind string) (crypto.Signer, stri
 		return nil, "", err
 	}
 	priv := pub.Copy()
-	// crypto11 sets most of these by default; they are the whole point of
-	// an HSM, so they are stated here rather than left to a library default.
-	for _, a := range []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+	signingOnly(priv,
 		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-	} {
-		priv[crypto11.AttributeType(a.Type)] = a
-	}
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false))
 	s, err := t.ctx.GenerateECDSAKeyPairWithAttributes(pub, priv, curve)
 	if err != nil {
 		return nil, "", fmt.Errorf("keystore: generating a %s key on token %q: %w", kind, t.label, err)
 	}
 	uri := keyURI{Token: t.label, Object: label, ID: id}.String()
 	return tokenSigner{s: s, uri: uri}, uri, nil
+}
+
+// signingOnly sets on the template of a secret or private key the attributes
+// that are the whole point of an HSM: the key stays on the token, private,
+// sensitive and never extractable, and it signs and does nothing else (it
+// derives no keys; extra forbids what else its type could do). crypto11 sets
+// most of them by default; they are stated here rather than left to a
+// library default.
+func signingOnly(tmpl crypto11.AttributeSet, extra ...*pkcs11.Attribute) {
+	for _, a := range append([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+	}, extra...) {
+		tmpl[crypto11.AttributeType(a.Type)] = a
+	}
 }
 
 // open finds the private key a URI names on this token.
@@ -185,17 +193,7 @@ func (t *token) generateSealingKey() (*crypto11.SecretKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-	} {
-		tmpl[crypto11.AttributeType(a.Type)] = a
-	}
+	signingOnly(tmpl, pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false))
 	k, err := t.ctx.GenerateSecretKeyWithAttributes(tmpl, 256, crypto11.CipherGeneric)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: generating the sealing key on token %q: %w", t.label, err)
