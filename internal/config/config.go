@@ -130,95 +130,119 @@ type Getenv func(string) (string, bool)
 // validate: call Validate once flags have been applied too.
 func FromEnv(getenv Getenv) (Config, error) {
 	c := Defaults()
-	var errs []error
-	str := func(name string, dst *string) {
-		if v, ok := getenv(name); ok && v != "" {
-			*dst = v
-		}
-	}
-	dur := func(name string, dst *time.Duration) {
-		if v, ok := getenv(name); ok && v != "" {
-			d, err := ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-				return
-			}
-			*dst = d
-		}
-	}
-	str("DATABASE_URL", &c.DatabaseURL)
-	str("PKID_HTTP_ADDR", &c.HTTPAddr)
-	str("PKID_TLS_ADDR", &c.TLSAddr)
-	str("PKID_PUBLIC_URL", &c.PublicURL)
-	str("PKID_LOG_LEVEL", &c.LogLevel)
-	str("PKID_LOG_FORMAT", &c.LogFormat)
-	str("PKID_PKCS11_MODULE", &c.PKCS11Module)
-	str("PKID_PKCS11_TOKEN", &c.PKCS11Token)
-	str("PKID_PKCS11_PIN_FILE", &c.PKCS11PINFile)
-	str("PKID_PKCS11_ROOT_TOKEN", &c.PKCS11RootToken)
-	str("PKID_PKCS11_ROOT_PIN_FILE", &c.PKCS11RootPINFile)
-	if v, ok := getenv("PKID_TLS_HOSTNAMES"); ok && v != "" {
+	env := &envReader{getenv: getenv}
+	env.str("DATABASE_URL", &c.DatabaseURL)
+	env.str("PKID_HTTP_ADDR", &c.HTTPAddr)
+	env.str("PKID_TLS_ADDR", &c.TLSAddr)
+	env.str("PKID_PUBLIC_URL", &c.PublicURL)
+	env.str("PKID_LOG_LEVEL", &c.LogLevel)
+	env.str("PKID_LOG_FORMAT", &c.LogFormat)
+	env.str("PKID_PKCS11_MODULE", &c.PKCS11Module)
+	env.str("PKID_PKCS11_TOKEN", &c.PKCS11Token)
+	env.str("PKID_PKCS11_PIN_FILE", &c.PKCS11PINFile)
+	env.str("PKID_PKCS11_ROOT_TOKEN", &c.PKCS11RootToken)
+	env.str("PKID_PKCS11_ROOT_PIN_FILE", &c.PKCS11RootPINFile)
+	if v, ok := env.lookup("PKID_TLS_HOSTNAMES"); ok {
 		c.TLSHostnames = splitList(v)
 	}
-	if v, ok := getenv("PKID_AUTO_MIGRATE"); ok && v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("PKID_AUTO_MIGRATE: %w", err))
-		}
-		c.AutoMigrate = b
-	}
-	if v, ok := getenv("PKID_DB_MAX_CONNS"); ok && v != "" {
+	env.boolean("PKID_AUTO_MIGRATE", &c.AutoMigrate)
+	if v, ok := env.lookup("PKID_DB_MAX_CONNS"); ok {
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("PKID_DB_MAX_CONNS: %w", err))
+			env.fail(fmt.Errorf("PKID_DB_MAX_CONNS: %w", err))
 		}
 		c.DBMaxConns = n
 	}
-	dur("PKID_DEFAULT_VALIDITY", &c.DefaultValidity)
-	dur("PKID_MAX_VALIDITY", &c.MaxValidity)
-	dur("PKID_BACKDATE", &c.Backdate)
-	dur("PKID_OCSP_VALIDITY", &c.OCSPValidity)
-	dur("PKID_CRL_VALIDITY", &c.CRLValidity)
-	dur("PKID_CRL_INTERVAL", &c.CRLInterval)
-	dur("PKID_ROOT_CRL_VALIDITY", &c.RootCRLValidity)
+	env.duration("PKID_DEFAULT_VALIDITY", &c.DefaultValidity)
+	env.duration("PKID_MAX_VALIDITY", &c.MaxValidity)
+	env.duration("PKID_BACKDATE", &c.Backdate)
+	env.duration("PKID_OCSP_VALIDITY", &c.OCSPValidity)
+	env.duration("PKID_CRL_VALIDITY", &c.CRLValidity)
+	env.duration("PKID_CRL_INTERVAL", &c.CRLInterval)
+	env.duration("PKID_ROOT_CRL_VALIDITY", &c.RootCRLValidity)
 
-	if v, ok := getenv("PKID_TRUSTED_PROXIES"); ok && v != "" {
+	if v, ok := env.lookup("PKID_TRUSTED_PROXIES"); ok {
 		p, err := clientip.ParsePrefixes(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("PKID_TRUSTED_PROXIES: %w", err))
+			env.fail(fmt.Errorf("PKID_TRUSTED_PROXIES: %w", err))
 		}
 		c.TrustedProxies = p
 	}
-	if v, ok := getenv("PKID_UNAUTHENTICATED_LIMIT"); ok && v != "" {
+	if v, ok := env.lookup("PKID_UNAUTHENTICATED_LIMIT"); ok {
 		r, err := ratelimit.ParseRate(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("PKID_UNAUTHENTICATED_LIMIT: %w", err))
+			env.fail(fmt.Errorf("PKID_UNAUTHENTICATED_LIMIT: %w", err))
 		}
 		c.UnauthenticatedLimit = r
 	}
-	integer := func(name string, dst *int) {
-		if v, ok := getenv(name); ok && v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not a whole number", name, v))
-				return
-			}
-			*dst = n
-		}
-	}
-	integer("PKID_UNAUTHENTICATED_LIMIT_CLIENTS", &c.UnauthenticatedClients)
-	integer("PKID_LOGIN_LIMIT_USER", &c.LoginUserAttempts)
-	integer("PKID_LOGIN_LIMIT_ADDRESS", &c.LoginAddressAttempts)
-	dur("PKID_LOGIN_WINDOW", &c.LoginWindow)
+	env.integer("PKID_UNAUTHENTICATED_LIMIT_CLIENTS", &c.UnauthenticatedClients)
+	env.integer("PKID_LOGIN_LIMIT_USER", &c.LoginUserAttempts)
+	env.integer("PKID_LOGIN_LIMIT_ADDRESS", &c.LoginAddressAttempts)
+	env.duration("PKID_LOGIN_WINDOW", &c.LoginWindow)
 
-	errs = append(errs, webhookFromEnv(getenv, &c.Webhook)...)
+	webhookFromEnv(env, &c.Webhook)
 
 	pass, err := secret(getenv, "PKID_KEY_PASSPHRASE")
 	if err != nil {
-		errs = append(errs, err)
+		env.fail(err)
 	}
 	c.KeyPassphrase = pass
-	return c, errors.Join(errs...)
+	return c, errors.Join(env.errs...)
+}
+
+// envReader reads typed variables into a configuration, collecting the
+// errors so that FromEnv reports every bad variable at once. A variable set
+// to "" counts as unset; a variable that does not parse leaves dst as it was.
+type envReader struct {
+	getenv Getenv
+	errs   []error
+}
+
+// lookup returns the variable's value, and whether it is set and not empty.
+func (e *envReader) lookup(name string) (string, bool) {
+	v, ok := e.getenv(name)
+	return v, ok && v != ""
+}
+
+func (e *envReader) fail(err error) { e.errs = append(e.errs, err) }
+
+func (e *envReader) str(name string, dst *string) {
+	if v, ok := e.lookup(name); ok {
+		*dst = v
+	}
+}
+
+func (e *envReader) duration(name string, dst *time.Duration) {
+	if v, ok := e.lookup(name); ok {
+		d, err := ParseDuration(v)
+		if err != nil {
+			e.fail(fmt.Errorf("%s: %w", name, err))
+			return
+		}
+		*dst = d
+	}
+}
+
+func (e *envReader) integer(name string, dst *int) {
+	if v, ok := e.lookup(name); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.fail(fmt.Errorf("%s: %q is not a whole number", name, v))
+			return
+		}
+		*dst = n
+	}
+}
+
+func (e *envReader) boolean(name string, dst *bool) {
+	if v, ok := e.lookup(name); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			e.fail(fmt.Errorf("%s: %w", name, err))
+			return
+		}
+		*dst = b
+	}
 }
 
 // secret reads NAME, or the file named by NAME_FILE (trailing newline

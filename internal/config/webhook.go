@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -30,41 +29,12 @@ func defaultWebhook() Webhook {
 }
 
 // webhookFromEnv reads the PKID_WEBHOOK_* variables into w.
-func webhookFromEnv(getenv Getenv, w *Webhook) []error {
-	var errs []error
-	integer := func(name string, dst *int) {
-		if v, ok := getenv(name); ok && v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not a whole number", name, v))
-				return
-			}
-			*dst = n
-		}
-	}
-	boolean := func(name string, dst *bool) {
-		if v, ok := getenv(name); ok && v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-				return
-			}
-			*dst = b
-		}
-	}
-	integer("PKID_WEBHOOK_NOTIFY_DAYS", &w.NotifyDays)
-	integer("PKID_WEBHOOK_MAX_ATTEMPTS", &w.MaxAttempts)
-	if v, ok := getenv("PKID_WEBHOOK_TIMEOUT"); ok && v != "" {
-		d, err := ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("PKID_WEBHOOK_TIMEOUT: %w", err))
-		} else {
-			w.Timeout = d
-		}
-	}
-	boolean("PKID_WEBHOOK_ALLOW_PRIVATE_NETWORKS", &w.AllowPrivateNetworks)
-	boolean("PKID_WEBHOOK_ALLOW_HTTP_LOCALHOST", &w.AllowHTTPLocalhost)
-	return errs
+func webhookFromEnv(env *envReader, w *Webhook) {
+	env.integer("PKID_WEBHOOK_NOTIFY_DAYS", &w.NotifyDays)
+	env.integer("PKID_WEBHOOK_MAX_ATTEMPTS", &w.MaxAttempts)
+	env.duration("PKID_WEBHOOK_TIMEOUT", &w.Timeout)
+	env.boolean("PKID_WEBHOOK_ALLOW_PRIVATE_NETWORKS", &w.AllowPrivateNetworks)
+	env.boolean("PKID_WEBHOOK_ALLOW_HTTP_LOCALHOST", &w.AllowHTTPLocalhost)
 }
 
 func (w Webhook) validate() error {
