@@ -8,6 +8,8 @@ import (
 	"mime"
 	"net/http"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/pkid/pkid/internal/pki"
 )
 
@@ -19,6 +21,31 @@ var errUnsupportedMediaType = errors.New("unsupported media type")
 
 // validator is implemented by request types that check themselves.
 type validator interface{ Validate() error }
+
+// accountBody is the body of a PUT on one of an account's resources (its
+// policy, its webhook). It may carry back the read-only fields that GET
+// returned, "account_id" among them, so that a client can PUT what it got.
+type accountBody interface {
+	validator
+	// bodyAccount is the body's "account_id", nil when absent.
+	bodyAccount() *string
+}
+
+// decodeAccountBody decodes dst and returns the account of the path; an
+// "account_id" in the body must name that same account. On false the
+// problem is written already.
+func (a *API) decodeAccountBody(w http.ResponseWriter, r *http.Request, dst accountBody) (string, bool) {
+	if err := decode(w, r, dst, false); err != nil {
+		a.fail(w, r, err)
+		return "", false
+	}
+	id := chi.URLParam(r, "id")
+	if acct := dst.bodyAccount(); acct != nil && *acct != id {
+		a.fail(w, r, pki.Malformed(`"account_id" is not the account of the path`))
+		return "", false
+	}
+	return id, true
+}
 
 // decode reads one JSON object into dst: at most MaxBodyBytes, content type
 // application/json, no unknown fields, nothing after the object; then runs

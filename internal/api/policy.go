@@ -56,6 +56,8 @@ type putPolicyRequest struct {
 	UpdatedBy         *string    `json:"updated_by"`
 }
 
+func (q *putPolicyRequest) bodyAccount() *string { return q.AccountID }
+
 func (q *putPolicyRequest) Validate() error {
 	for _, f := range []struct {
 		name string
@@ -94,13 +96,8 @@ func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 	var req putPolicyRequest
-	if err := decode(w, r, &req, false); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	id := chi.URLParam(r, "id")
-	if req.AccountID != nil && *req.AccountID != id {
-		a.fail(w, r, pki.Malformed(`"account_id" is not the account of the path`))
+	id, ok := a.decodeAccountBody(w, r, &req)
+	if !ok {
 		return
 	}
 	p, _ := principal(r)

@@ -67,6 +67,8 @@ type putWebhookRequest struct {
 	UpdatedBy               *string    `json:"updated_by"`
 }
 
+func (q *putWebhookRequest) bodyAccount() *string { return q.AccountID }
+
 func (q *putWebhookRequest) Validate() error {
 	if q.URL == nil {
 		return pki.Malformed(`"url" is required`)
@@ -98,13 +100,8 @@ func (a *API) putWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req putWebhookRequest
-	if err := decode(w, r, &req, false); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	id := chi.URLParam(r, "id")
-	if req.AccountID != nil && *req.AccountID != id {
-		a.fail(w, r, pki.Malformed(`"account_id" is not the account of the path`))
+	id, ok := a.decodeAccountBody(w, r, &req)
+	if !ok {
 		return
 	}
 	days := 0
