@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -88,16 +87,7 @@ func startNode(t *testing.T, url string, db *store.DB, pass []byte) *node {
 
 func (n *node) mintAdmin() string {
 	n.t.Helper()
-	ctx := context.Background()
-	name := "root-" + randomHex(n.t, 4)
-	if _, err := n.app.Accounts.CreateAdmin(ctx, pki.Principal{Kind: pki.PrincipalSystem}, name, "a long enough password"); err != nil {
-		n.t.Fatal(err)
-	}
-	tok, err := n.app.Accounts.MintAdminToken(ctx, pki.Principal{Kind: pki.PrincipalSystem}, name, time.Hour)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return tok
+	return testnode.AdminToken(n.t, n.app.Accounts, "root-"+randomHex(n.t, 4))
 }
 
 // response is a decoded HTTP answer.
@@ -120,40 +110,8 @@ func (r response) json(t *testing.T) map[string]any {
 // is sent as is, anything else is marshalled).
 func (n *node) do(method, path, token string, body any) response {
 	n.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		buf, err := json.Marshal(b)
-		if err != nil {
-			n.t.Fatal(err)
-		}
-		rd = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequest(method, n.srv.URL+path, rd)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := n.srv.Client().Do(req)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	r := testnode.Call(n.t, n.srv.Client(), method, n.srv.URL+path, token, body)
+	return response{status: r.Status, header: r.Header, body: r.Body}
 }
 
 // account creates an account on plan and returns its id and a fresh token.

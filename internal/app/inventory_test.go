@@ -575,15 +575,7 @@ func inventoryServer(tb testing.TB) (*httptest.Server, *store.DB, string) {
 	tb.Cleanup(a.Close)
 	srv := httptest.NewServer(a.Handler)
 	tb.Cleanup(srv.Close)
-	system := pki.Principal{Kind: pki.PrincipalSystem}
-	if _, err := a.Accounts.CreateAdmin(ctx, system, "bench", "a long enough password"); err != nil {
-		tb.Fatal(err)
-	}
-	admin, err := a.Accounts.MintAdminToken(ctx, system, "bench", time.Hour)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return srv, db, admin
+	return srv, db, testnode.AdminToken(tb, a.Accounts, "bench")
 }
 
 // accountToken mints a token for an account through the admin API.

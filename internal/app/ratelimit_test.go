@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,32 +21,13 @@ import (
 	"github.com/pkid/pkid/internal/testnode"
 )
 
-// manualClock stands still until the test moves it, so that no limit
-// refills while a slow (race-instrumented) test is sending its burst.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // limitNode is a node on its own database with a manual clock, configured by
 // change, and an admin token.
 type limitNode struct {
 	t     *testing.T
 	app   *app.App
 	srv   *httptest.Server
-	clock *manualClock
+	clock *testnode.Clock
 	admin string
 }
 
@@ -55,7 +35,9 @@ func newLimitNode(t *testing.T, change func(*config.Config)) *limitNode {
 	t.Helper()
 	_, cfg := testnode.Init(t, []byte(testPassphrase))
 	change(&cfg)
-	clock := &manualClock{t: time.Now()}
+	// The clock stands still, so that no limit refills while a slow
+	// (race-instrumented) test is sending its burst.
+	clock := testnode.NewClock(time.Now())
 	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler), app.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -63,15 +45,7 @@ func newLimitNode(t *testing.T, change func(*config.Config)) *limitNode {
 	t.Cleanup(a.Close)
 	srv := httptest.NewServer(a.Handler)
 	t.Cleanup(srv.Close)
-	n := &limitNode{t: t, app: a, srv: srv, clock: clock}
-	sys := pki.Principal{Kind: pki.PrincipalSystem}
-	if _, err := a.Accounts.CreateAdmin(context.Background(), sys, "root", "a long enough password"); err != nil {
-		t.Fatal(err)
-	}
-	if n.admin, err = a.Accounts.MintAdminToken(context.Background(), sys, "root", time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return &limitNode{t: t, app: a, srv: srv, clock: clock, admin: testnode.AdminToken(t, a.Accounts, "root")}
 }
 
 // peer is an HTTP client whose connections come from one loopback address,

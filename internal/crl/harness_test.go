@@ -19,6 +19,7 @@ import (
 	"github.com/pkid/pkid/internal/pki"
 	"github.com/pkid/pkid/internal/store"
 	"github.com/pkid/pkid/internal/testdb"
+	"github.com/pkid/pkid/internal/testnode"
 )
 
 // The store implements what the job and the cache declare.
@@ -113,13 +114,13 @@ type env struct {
 	db      *store.DB
 	h       *hierarchy
 	account string
-	clock   *clock
+	clock   *testnode.Clock
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	h := testHierarchy(t)
-	e := &env{url: testdb.New(t), h: h, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	e := &env{url: testdb.New(t), h: h, clock: testnode.NewClock(time.Now().UTC().Truncate(time.Second))}
 	e.db = e.open(t)
 	ctx := context.Background()
 	var recs []*pki.IssuerRecord
@@ -196,24 +197,6 @@ func (e *env) job(t testing.TB, db *store.DB, cache *crl.Cache, cfg crl.JobConfi
 		t.Fatal(err)
 	}
 	return j
-}
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
 }
 
 // parse parses and verifies a CRL of the intermediate.

@@ -1,8 +1,9 @@
 // Package testnode prepares what an in-process pkid node needs in tests: a
 // fresh migrated database (internal/testdb) holding a CA hierarchy and a
-// token key, and the configuration to serve it. Integration tests of
-// internal/app and internal/web build their nodes from it, so that a change
-// to how pkid is initialised is made once.
+// token key, and the configuration to serve it; a clock that stands still
+// for the node, an administrator, and calls to its API. Integration tests of
+// internal/app, internal/web and internal/webhook build their nodes from it,
+// so that a change to how pkid is initialised is made once.
 package testnode
 
 import (

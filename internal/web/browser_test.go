@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,7 +10,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/pkid/pkid/internal/pki"
+	"github.com/pkid/pkid/internal/testnode"
 )
 
 // chromiumPath is Debian's Chromium, which CI installs (.ci/run).
@@ -349,32 +348,8 @@ func (r apiResponse) json(t *testing.T) map[string]any {
 // apiCall sends a JSON API request with a bearer token.
 func apiCall(t *testing.T, s *site, method, path, token string, body any) apiResponse {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, s.srv.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := s.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return apiResponse{status: resp.StatusCode, body: b}
+	r := testnode.Call(t, s.srv.Client(), method, s.srv.URL+path, token, body)
+	return apiResponse{status: r.Status, body: r.Body}
 }
 
 // newCSR returns a PEM CSR for a fresh P-256 key with common name cn.

@@ -1,7 +1,6 @@
 package webhook_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -30,26 +29,6 @@ import (
 
 var passphrase = []byte("webhook test passphrase")
 
-// clock is the tests' clock: it stands still until a test moves it.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
-
 // env is a pkid node (no background jobs: tests run the webhook job
 // themselves, on their clock) with its admin API served, on a fresh
 // database.
@@ -58,7 +37,7 @@ type env struct {
 	app   *app.App
 	cfg   config.Config
 	db    *store.DB
-	clock *clock
+	clock *testnode.Clock
 	api   *httptest.Server
 	admin string
 }
@@ -75,20 +54,11 @@ func newEnv(t *testing.T, adjust func(*config.Config), opts app.Options) *env {
 	if err := cfg.Validate(true); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, cfg: cfg, db: db, clock: &clock{t: time.Now().Truncate(time.Second)}}
+	e := &env{t: t, cfg: cfg, db: db, clock: testnode.NewClock(time.Now().Truncate(time.Second))}
 	e.app = e.node(opts)
 	e.api = httptest.NewServer(e.app.Handler)
 	t.Cleanup(e.api.Close)
-	ctx := context.Background()
-	system := pki.Principal{Kind: pki.PrincipalSystem}
-	if _, err := e.app.Accounts.CreateAdmin(ctx, system, "root", "a long enough password"); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := e.app.Accounts.MintAdminToken(ctx, system, "root", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.admin = tok
+	e.admin = testnode.AdminToken(t, e.app.Accounts, "root")
 	return e
 }
 
@@ -158,36 +128,8 @@ func (r response) json(t *testing.T) map[string]any {
 // do calls the admin API; a string body is sent as it is.
 func (e *env) do(method, path string, body any) response {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		buf, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequest(method, e.api.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+e.admin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	r := testnode.Call(e.t, http.DefaultClient, method, e.api.URL+path, e.admin, body)
+	return response{status: r.Status, header: r.Header, body: r.Body}
 }
 
 // configure sets the account's webhook through the admin API and returns
