@@ -29,12 +29,16 @@ func loadKeyConfig(env config.Getenv, fs *flag.FlagSet, args []string, rootToken
 
 // caHandles is what an operator command holds open while it works on the CA:
 // the database, the key store (on the PKCS#11 token when one is configured)
-// and, for the commands that sign certificates, the linter. Close releases
-// them in the reverse order of opening.
+// and, for the commands that sign with the root key, the linter and the
+// root's sealed key when it lives in a file. Close releases them in the
+// reverse order of opening.
 type caHandles struct {
 	db   *store.DB
 	keys *keystore.Store
 	lint *lint.Linter
+	// rootKey is the content of --root-key, nil when the root key is in
+	// the database or on a token.
+	rootKey []byte
 }
 
 // openCA opens the database and the CA's keys; initKeys is app.OpenKeys's
@@ -52,13 +56,20 @@ func openCA(ctx context.Context, cfg config.Config, initKeys bool) (*caHandles, 
 	return &caHandles{db: db, keys: keys}, nil
 }
 
-// openSigningCA is openCA for the commands that sign CA certificates: lint
-// before signing holds for them as for issuance.
-func openSigningCA(ctx context.Context, cfg config.Config, initKeys bool) (*caHandles, error) {
+// openRootCA is openCA for the commands that sign with the root key (init,
+// ca rotate): it reads the sealed root key from rootKeyFile first, unless
+// that is "", and makes the linter, since lint before signing holds for CA
+// certificates as for issuance.
+func openRootCA(ctx context.Context, cfg config.Config, rootKeyFile string, initKeys bool) (*caHandles, error) {
+	rootKey, err := readRootKey(rootKeyFile)
+	if err != nil {
+		return nil, err
+	}
 	h, err := openCA(ctx, cfg, initKeys)
 	if err != nil {
 		return nil, err
 	}
+	h.rootKey = rootKey
 	if h.lint, err = lint.New(); err != nil {
 		h.Close()
 		return nil, err

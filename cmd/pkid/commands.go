@@ -63,18 +63,14 @@ func cmdInit(ctx context.Context, env config.Getenv, args []string, stdout, stde
 	if err != nil {
 		return err
 	}
-	rootKey, err := readRootKey(*rootKeyFile)
-	if err != nil {
-		return err
-	}
 	hc.PublicURL = cfg.PublicBase()
-	h, err := openSigningCA(ctx, cfg, true)
+	h, err := openRootCA(ctx, cfg, *rootKeyFile, true)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
 	now := time.Now()
-	icfg := ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity, RootKey: rootKey,
+	icfg := ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity, RootKey: h.rootKey,
 		Warn: func(msg string) { fmt.Fprintln(stderr, "pkid init: warning:", msg) }}
 	created, fp, err := ca.Init(ctx, h.db, icfg, h.keys, h.lint, now)
 	if err != nil {

@@ -29,19 +29,15 @@ func cmdRotate(ctx context.Context, env config.Getenv, args []string, stdout, st
 	if err != nil {
 		return err
 	}
-	rootKey, err := readRootKey(*rootKeyFile)
-	if err != nil {
-		return err
-	}
 	hc.PublicURL = cfg.PublicBase()
 	// With a token, the new intermediate's key is generated on it, and the
 	// root's key signs there.
-	h, err := openSigningCA(ctx, cfg, false)
+	h, err := openRootCA(ctx, cfg, *rootKeyFile, false)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	r, err := ca.Rotate(ctx, h.db, ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity, RootKey: rootKey}, h.keys, h.lint, time.Now())
+	r, err := ca.Rotate(ctx, h.db, ca.InitConfig{Hierarchy: hc, RootCRLValidity: cfg.RootCRLValidity, RootKey: h.rootKey}, h.keys, h.lint, time.Now())
 	if errors.Is(err, ca.ErrRotationRaced) {
 		return fmt.Errorf("%w (run `pkid ca rotate` again only if you want yet another intermediate)", err)
 	}

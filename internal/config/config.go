@@ -212,36 +212,30 @@ func (e *envReader) str(name string, dst *string) {
 	}
 }
 
-func (e *envReader) duration(name string, dst *time.Duration) {
-	if v, ok := e.lookup(name); ok {
-		d, err := ParseDuration(v)
-		if err != nil {
-			e.fail(fmt.Errorf("%s: %w", name, err))
-			return
-		}
-		*dst = d
-	}
-}
+func (e *envReader) duration(name string, dst *time.Duration) { parseInto(e, name, dst, ParseDuration) }
+
+func (e *envReader) boolean(name string, dst *bool) { parseInto(e, name, dst, strconv.ParseBool) }
 
 func (e *envReader) integer(name string, dst *int) {
-	if v, ok := e.lookup(name); ok {
+	parseInto(e, name, dst, func(v string) (int, error) {
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			e.fail(fmt.Errorf("%s: %q is not a whole number", name, v))
-			return
+			return 0, fmt.Errorf("%q is not a whole number", v)
 		}
-		*dst = n
-	}
+		return n, nil
+	})
 }
 
-func (e *envReader) boolean(name string, dst *bool) {
+// parseInto parses the variable, when set, into dst; an error names the
+// variable and leaves dst as it was.
+func parseInto[T any](e *envReader, name string, dst *T, parse func(string) (T, error)) {
 	if v, ok := e.lookup(name); ok {
-		b, err := strconv.ParseBool(v)
+		x, err := parse(v)
 		if err != nil {
 			e.fail(fmt.Errorf("%s: %w", name, err))
 			return
 		}
-		*dst = b
+		*dst = x
 	}
 }
 
