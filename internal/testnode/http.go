@@ -78,3 +78,13 @@ func Call(tb testing.TB, client *http.Client, method, url, token string, body an
 	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
+
+// JSON decodes the body as a JSON object; the test fails when it is not one.
+func (r Response) JSON(tb testing.TB) map[string]any {
+	tb.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		tb.Fatalf("not a JSON object: %v: %s", err, r.Body)
+	}
+	return m
+}

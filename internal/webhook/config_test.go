@@ -47,32 +47,32 @@ func TestWebhookAdminAPI(t *testing.T) {
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
 			r := e.do("PUT", path, tt.body)
-			if r.status != http.StatusBadRequest || r.header.Get("Content-Type") != "application/problem+json" {
-				t.Fatalf("%d %s %s, want a 400 problem", r.status, r.header.Get("Content-Type"), r.body)
+			if r.Status != http.StatusBadRequest || r.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("%d %s %s, want a 400 problem", r.Status, r.Header.Get("Content-Type"), r.Body)
 			}
-			p := r.json(t)
+			p := r.JSON(t)
 			if p["type"] == "" || p["title"] == "" || p["detail"] == "" || p["status"] != float64(400) {
 				t.Fatalf("problem %v", p)
 			}
 		})
 	}
-	if r := e.do("GET", path, nil); r.status != http.StatusNotFound {
-		t.Fatalf("after refusals GET answers %d, want 404: nothing was saved", r.status)
+	if r := e.do("GET", path, nil); r.Status != http.StatusNotFound {
+		t.Fatalf("after refusals GET answers %d, want 404: nothing was saved", r.Status)
 	}
 	if r := e.do("PUT", "/admin/api/accounts/00000000-0000-4000-8000-000000000000/webhook",
-		map[string]any{"url": "https://hooks.example.com/"}); r.status != http.StatusNotFound {
-		t.Fatalf("unknown account: %d, want 404", r.status)
+		map[string]any{"url": "https://hooks.example.com/"}); r.Status != http.StatusNotFound {
+		t.Fatalf("unknown account: %d, want 404", r.Status)
 	}
-	if r := e.do("PUT", path, `{"url":"https://hooks.example.com/"}`[:10]); r.status != http.StatusBadRequest {
-		t.Fatalf("truncated body: %d", r.status)
+	if r := e.do("PUT", path, `{"url":"https://hooks.example.com/"}`[:10]); r.Status != http.StatusBadRequest {
+		t.Fatalf("truncated body: %d", r.Status)
 	}
 
 	// Created: 201 with the secret, this once.
 	r := e.do("PUT", path, map[string]any{"url": "https://hooks.example.com/pkid", "notify_days": 30})
-	if r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
-	created := r.json(t)
+	created := r.JSON(t)
 	secret := created["secret"].(string)
 	if created["effective_notify_days"] != float64(30) || created["url"] != "https://hooks.example.com/pkid" {
 		t.Fatalf("created %v", created)
@@ -86,27 +86,27 @@ func TestWebhookAdminAPI(t *testing.T) {
 	}
 	// Read back and changed: never the secret again.
 	r = e.do("GET", path, nil)
-	if r.status != http.StatusOK || bytes.Contains(r.body, []byte(secret)) || r.json(t)["secret"] != nil {
-		t.Fatalf("GET: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK || bytes.Contains(r.Body, []byte(secret)) || r.JSON(t)["secret"] != nil {
+		t.Fatalf("GET: %d %s", r.Status, r.Body)
 	}
-	got := r.json(t)
+	got := r.JSON(t)
 	got["url"], got["notify_days"] = "https://hooks.example.com/v2", nil
 	r = e.do("PUT", path, got) // a GET answer, edited, goes back as it is
-	if r.status != http.StatusOK || r.json(t)["secret"] != nil || r.json(t)["effective_notify_days"] != float64(14) {
-		t.Fatalf("update: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK || r.JSON(t)["secret"] != nil || r.JSON(t)["effective_notify_days"] != float64(14) {
+		t.Fatalf("update: %d %s", r.Status, r.Body)
 	}
 
 	// Rotation: a new secret, the old one kept for the hours asked.
 	for _, body := range []string{`{"keep_previous_hours": -1}`, `{"keep_previous_hours": 169}`, `{"keep": 1}`} {
-		if r := e.do("POST", path+"/rotate-secret", body); r.status != http.StatusBadRequest {
-			t.Fatalf("rotate %s: %d", body, r.status)
+		if r := e.do("POST", path+"/rotate-secret", body); r.Status != http.StatusBadRequest {
+			t.Fatalf("rotate %s: %d", body, r.Status)
 		}
 	}
 	r = e.do("POST", path+"/rotate-secret", map[string]any{"keep_previous_hours": 2})
-	if r.status != http.StatusOK {
-		t.Fatalf("rotate: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("rotate: %d %s", r.Status, r.Body)
 	}
-	rotated := r.json(t)
+	rotated := r.JSON(t)
 	newSecret, _ := rotated["secret"].(string)
 	if newSecret == "" || newSecret == secret || rotated["previous_secret_expires_at"] == nil {
 		t.Fatalf("rotated %v", rotated)
@@ -125,20 +125,20 @@ func TestWebhookAdminAPI(t *testing.T) {
 		}
 	}
 
-	if r := e.do("GET", path+"/deliveries?limit=0", nil); r.status != http.StatusBadRequest {
-		t.Fatalf("deliveries limit=0: %d", r.status)
+	if r := e.do("GET", path+"/deliveries?limit=0", nil); r.Status != http.StatusBadRequest {
+		t.Fatalf("deliveries limit=0: %d", r.Status)
 	}
-	if r := e.do("GET", path+"/deliveries", nil); r.status != http.StatusOK || !bytes.Contains(r.body, []byte(`"deliveries":[]`)) {
-		t.Fatalf("deliveries: %d %s", r.status, r.body)
+	if r := e.do("GET", path+"/deliveries", nil); r.Status != http.StatusOK || !bytes.Contains(r.Body, []byte(`"deliveries":[]`)) {
+		t.Fatalf("deliveries: %d %s", r.Status, r.Body)
 	}
-	if r := e.do("DELETE", path, nil); r.status != http.StatusNoContent {
-		t.Fatalf("delete: %d %s", r.status, r.body)
+	if r := e.do("DELETE", path, nil); r.Status != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", r.Status, r.Body)
 	}
-	if r := e.do("DELETE", path, nil); r.status != http.StatusNotFound {
-		t.Fatalf("second delete: %d", r.status)
+	if r := e.do("DELETE", path, nil); r.Status != http.StatusNotFound {
+		t.Fatalf("second delete: %d", r.Status)
 	}
-	if r := e.do("POST", path+"/rotate-secret", nil); r.status != http.StatusNotFound {
-		t.Fatalf("rotate without a webhook: %d", r.status)
+	if r := e.do("POST", path+"/rotate-secret", nil); r.Status != http.StatusNotFound {
+		t.Fatalf("rotate without a webhook: %d", r.Status)
 	}
 }
 
@@ -150,10 +150,10 @@ func TestRotationOverlap(t *testing.T) {
 	acct := e.account("Rotating")
 	oldSecret := e.configure(acct, srv.URL, nil)
 	r := e.do("POST", "/admin/api/accounts/"+acct.ID+"/webhook/rotate-secret", map[string]any{"keep_previous_hours": 1})
-	if r.status != http.StatusOK {
-		t.Fatalf("rotate: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("rotate: %d %s", r.Status, r.Body)
 	}
-	newSecret := []byte(r.json(t)["secret"].(string))
+	newSecret := []byte(r.JSON(t)["secret"].(string))
 
 	e.issue(acct, 5)
 	e.run(e.app)

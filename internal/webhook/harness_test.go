@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log/slog"
@@ -109,27 +108,10 @@ func (e *env) issue(acct *pki.Account, days int) *pki.Certificate {
 	return c
 }
 
-// response is an answer of the admin API.
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r response) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("not a JSON object: %v: %s", err, r.body)
-	}
-	return m
-}
-
 // do calls the admin API; a string body is sent as it is.
-func (e *env) do(method, path string, body any) response {
+func (e *env) do(method, path string, body any) testnode.Response {
 	e.t.Helper()
-	r := testnode.Call(e.t, http.DefaultClient, method, e.api.URL+path, e.admin, body)
-	return response{status: r.Status, header: r.Header, body: r.Body}
+	return testnode.Call(e.t, http.DefaultClient, method, e.api.URL+path, e.admin, body)
 }
 
 // configure sets the account's webhook through the admin API and returns
@@ -137,12 +119,12 @@ func (e *env) do(method, path string, body any) response {
 func (e *env) configure(acct *pki.Account, url string, notifyDays any) []byte {
 	e.t.Helper()
 	r := e.do("PUT", "/admin/api/accounts/"+acct.ID+"/webhook", map[string]any{"url": url, "notify_days": notifyDays})
-	if r.status != http.StatusCreated {
-		e.t.Fatalf("PUT webhook: %d %s", r.status, r.body)
+	if r.Status != http.StatusCreated {
+		e.t.Fatalf("PUT webhook: %d %s", r.Status, r.Body)
 	}
-	secret, _ := r.json(e.t)["secret"].(string)
+	secret, _ := r.JSON(e.t)["secret"].(string)
 	if !strings.HasPrefix(secret, "whsec_") {
-		e.t.Fatalf("PUT webhook answered no secret: %s", r.body)
+		e.t.Fatalf("PUT webhook answered no secret: %s", r.Body)
 	}
 	return []byte(secret)
 }
