@@ -146,13 +146,7 @@ func FromEnv(getenv Getenv) (Config, error) {
 		c.TLSHostnames = splitList(v)
 	}
 	env.boolean("PKID_AUTO_MIGRATE", &c.AutoMigrate)
-	if v, ok := env.lookup("PKID_DB_MAX_CONNS"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			env.fail(fmt.Errorf("PKID_DB_MAX_CONNS: %w", err))
-		}
-		c.DBMaxConns = n
-	}
+	parseInto(env, "PKID_DB_MAX_CONNS", &c.DBMaxConns, strconv.Atoi)
 	env.duration("PKID_DEFAULT_VALIDITY", &c.DefaultValidity)
 	env.duration("PKID_MAX_VALIDITY", &c.MaxValidity)
 	env.duration("PKID_BACKDATE", &c.Backdate)
@@ -161,20 +155,8 @@ func FromEnv(getenv Getenv) (Config, error) {
 	env.duration("PKID_CRL_INTERVAL", &c.CRLInterval)
 	env.duration("PKID_ROOT_CRL_VALIDITY", &c.RootCRLValidity)
 
-	if v, ok := env.lookup("PKID_TRUSTED_PROXIES"); ok {
-		p, err := clientip.ParsePrefixes(v)
-		if err != nil {
-			env.fail(fmt.Errorf("PKID_TRUSTED_PROXIES: %w", err))
-		}
-		c.TrustedProxies = p
-	}
-	if v, ok := env.lookup("PKID_UNAUTHENTICATED_LIMIT"); ok {
-		r, err := ratelimit.ParseRate(v)
-		if err != nil {
-			env.fail(fmt.Errorf("PKID_UNAUTHENTICATED_LIMIT: %w", err))
-		}
-		c.UnauthenticatedLimit = r
-	}
+	parseInto(env, "PKID_TRUSTED_PROXIES", &c.TrustedProxies, clientip.ParsePrefixes)
+	parseInto(env, "PKID_UNAUTHENTICATED_LIMIT", &c.UnauthenticatedLimit, ratelimit.ParseRate)
 	env.integer("PKID_UNAUTHENTICATED_LIMIT_CLIENTS", &c.UnauthenticatedClients)
 	env.integer("PKID_LOGIN_LIMIT_USER", &c.LoginUserAttempts)
 	env.integer("PKID_LOGIN_LIMIT_ADDRESS", &c.LoginAddressAttempts)
