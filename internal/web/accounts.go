@@ -311,6 +311,12 @@ func (a *Admin) revokeAll(w http.ResponseWriter, r *http.Request) {
 // accountError shows the account page again with the refusal above it, or
 // an error page when the refusal is not the form's fault.
 func (a *Admin) accountError(w http.ResponseWriter, r *http.Request, id string, err error) {
+	a.refillAccountPage(w, r, id, err, nil)
+}
+
+// refillAccountPage is accountError, with refill (when not nil) putting what
+// the user typed back into the page's form.
+func (a *Admin) refillAccountPage(w http.ResponseWriter, r *http.Request, id string, err error, refill func(*accountPageData)) {
 	if !isRequestError(err) {
 		a.fail(w, r, err)
 		return
@@ -319,6 +325,9 @@ func (a *Admin) accountError(w http.ResponseWriter, r *http.Request, id string, 
 	if derr != nil {
 		a.fail(w, r, derr)
 		return
+	}
+	if refill != nil {
+		refill(d)
 	}
 	status, _, detail := describe(err)
 	a.render(w, r, status, "account.html", view{Title: d.Account.Name, Nav: "accounts", Error: detail, Data: d})

@@ -125,18 +125,9 @@ func (a *Admin) showWebhookSecret(w http.ResponseWriter, r *http.Request, id str
 // webhookError shows a refused webhook form on the account page, refilled
 // by refill (may be nil); other errors are the generic error page.
 func (a *Admin) webhookError(w http.ResponseWriter, r *http.Request, id string, err error, refill func(*webhookCard)) {
-	if !isRequestError(err) {
-		a.fail(w, r, err)
-		return
-	}
-	d, derr := a.accountPageData(r, id)
-	if derr != nil {
-		a.fail(w, r, derr)
-		return
-	}
-	if refill != nil && d.Webhook != nil {
-		refill(d.Webhook)
-	}
-	status, _, detail := describe(err)
-	a.render(w, r, status, "account.html", view{Title: d.Account.Name, Nav: "accounts", Error: detail, Data: d})
+	a.refillAccountPage(w, r, id, err, func(d *accountPageData) {
+		if refill != nil && d.Webhook != nil {
+			refill(d.Webhook)
+		}
+	})
 }
