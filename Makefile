@@ -5,7 +5,7 @@
 #   make test     go test -race, make lint, then ../shared/contract-smoke.sh when present
 #   make lint     gofmt, go vet, staticcheck (pinned; installed into bin/tools)
 #   make fuzz     every Fuzz target in the tree for FUZZTIME (default 10s) each
-#   make bench    Go benchmarks and the end-to-end load benchmark, raw output in bench/out/
+#   make bench    Go benchmarks, issuance end to end, OCSP under wrk, one node against three; raw output in bench/out/
 #   make vuln     govulncheck (pinned); warns instead of failing when its database is unreachable
 #   make openapi  validates api/openapi.yaml with Redocly CLI (pinned, from npm; needs npx)
 #   make clean    removes bin/ and bench/out/ (never var/: it holds the dev CA's passphrase)

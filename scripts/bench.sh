@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh: `make bench`. Runs the Go micro-benchmarks of every package, then
-# the end-to-end load benchmark (cmd/pkid-bench) when the tree has one, and
-# keeps the raw output of each under bench/out/ (git-ignored), named by the
+# the end-to-end issuance benchmark (cmd/pkid-bench), the OCSP responder
+# under wrk (bench/ocsp/run.sh, when wrk is installed) and one node against
+# three (bench/nodes), and keeps the raw output of each under bench/out/ (git-ignored), named by the
 # time of the run, so that two runs can be compared with benchstat:
 #
 #   go run golang.org/x/perf/cmd/benchstat@latest bench/out/A-go.txt bench/out/B-go.txt
@@ -49,5 +50,25 @@ if [ -d cmd/pkid-bench ]; then
 else
   echo "bench: end-to-end load benchmark skipped: there is no cmd/pkid-bench yet"
 fi
+
+if command -v wrk >/dev/null; then
+  ocspfile="$out/$stamp-ocsp.txt"
+  echo "bench: DURATION=10s bench/ocsp/run.sh > $ocspfile"
+  {
+    describe "DURATION=10s bench/ocsp/run.sh"
+    DURATION=10s bench/ocsp/run.sh
+  } 2>&1 | tee "$ocspfile"
+else
+  echo "bench: OCSP benchmark skipped: wrk is not installed (apt-get install wrk)"
+fi
+
+nodesfile="$out/$stamp-nodes.txt"
+go build -o "$out/pkid" ./cmd/pkid
+cmd=(go run ./bench/nodes -pkid "$out/pkid")
+echo "bench: ${cmd[*]} > $nodesfile"
+{
+  describe "${cmd[*]}"
+  "${cmd[@]}"
+} 2>&1 | tee "$nodesfile"
 
 echo "bench: raw output in $out/$stamp-*"
