@@ -134,10 +134,15 @@ func TestTokenAttacks(t *testing.T) {
 	if r := n.issue(token, csrPEM); r.status != http.StatusUnauthorized {
 		t.Fatalf("revoked token: %d, want 401", r.status)
 	}
-	// An account token never opens the admin API.
+	// An account token never opens the admin API: a genuine one is told it
+	// is not allowed there (SECURITY.md A-10), a revoked one is not a token.
 	_, other := n.account("Other", pki.PlanEnterprise)
-	if r := n.do("GET", "/admin/api/accounts", other, nil); r.status != http.StatusUnauthorized {
-		t.Errorf("account token on the admin API: %d, want 401", r.status)
+	if r := n.do("GET", "/admin/api/accounts", other, nil); r.status != http.StatusForbidden ||
+		r.header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(r.body), "forbidden") {
+		t.Errorf("account token on the admin API: %d %s, want 403 forbidden", r.status, r.body)
+	}
+	if r := n.do("GET", "/admin/api/accounts", token, nil); r.status != http.StatusUnauthorized {
+		t.Errorf("revoked account token on the admin API: %d, want 401", r.status)
 	}
 }
 

@@ -171,12 +171,29 @@ func (a *Authenticator) Require(kind pki.TokenKind, onErr func(http.ResponseWrit
 			}
 			p, acct, err := a.Authenticate(r.Context(), raw, kind)
 			if err != nil {
-				onErr(w, r, err)
+				onErr(w, r, a.wrongAPI(r.Context(), raw, kind, err))
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p, acct)))
 		})
 	}
+}
+
+// wrongAPI returns err, the refusal of raw as a token of kind, unless raw is
+// a genuine, current account token presented to the admin API: that caller
+// is authenticated, only not allowed here, so it gets 403 rather than 401
+// (SECURITY.md A-10), and no budget of the per-address limit on failed
+// authentication. The account token is checked in full (signature, record,
+// revocation) before the answer says so; anything less stays 401.
+func (a *Authenticator) wrongAPI(ctx context.Context, raw string, kind pki.TokenKind, err error) error {
+	if kind != pki.TokenAdmin || !errors.Is(err, pki.ErrUnauthenticated) {
+		return err
+	}
+	if _, _, accErr := a.Authenticate(ctx, raw, pki.TokenAccount); accErr != nil {
+		return err
+	}
+	return &pki.PolicyError{Kind: pki.KindForbidden, Title: "Forbidden",
+		Detail: "an account token cannot be used on the admin API; use an administrator's token"}
 }
 
 type principalKey struct{}

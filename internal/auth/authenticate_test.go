@@ -309,7 +309,8 @@ func TestRequire(t *testing.T) {
 		{"two headers", pki.TokenAccount, []string{"Bearer " + tok, "Bearer " + tok}},
 		{"basic scheme", pki.TokenAccount, []string{"Basic YWxpY2U6cGFzcw=="}},
 		{"forged token", pki.TokenAccount, []string{"Bearer " + flipLastBit(tok)}},
-		{"account token on admin routes", pki.TokenAdmin, []string{"Bearer " + tok}},
+		{"admin token on account routes", pki.TokenAccount, []string{"Bearer " + f.adminToken(t)}},
+		{"forged account token on admin routes", pki.TokenAdmin, []string{"Bearer " + flipLastBit(tok)}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res := run(t, tt.kind, tt.headers...)
@@ -318,6 +319,15 @@ func TestRequire(t *testing.T) {
 			}
 		})
 	}
+	// A genuine account token on the admin API is authenticated but not
+	// allowed there: 403, not 401 (SECURITY.md A-10).
+	t.Run("account token on admin routes", func(t *testing.T) {
+		res := run(t, pki.TokenAdmin, "Bearer "+tok)
+		var pe *pki.PolicyError
+		if !errors.As(res.err, &pe) || pe.Kind != pki.KindForbidden || errors.Is(res.err, pki.ErrUnauthenticated) {
+			t.Errorf("onErr got %v, want a forbidden PolicyError", res.err)
+		}
+	})
 	t.Run("database down", func(t *testing.T) {
 		f.st.tokenErr = fmt.Errorf("store: %w", pki.ErrUnavailable)
 		defer func() { f.st.tokenErr = nil }()
