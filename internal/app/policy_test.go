@@ -375,8 +375,8 @@ func TestAccountPolicyAPI(t *testing.T) {
 		{"validity over the CA's", "PUT", path, n.admin, with("max_validity_days", 91), http.StatusBadRequest, "malformed"},
 		{"negative quota", "PUT", path, n.admin, with("max_active_certificates", -1), http.StatusBadRequest, "malformed"},
 		{"another account's id", "PUT", path, n.admin, with("account_id", "00000000-0000-4000-8000-000000000000"), http.StatusBadRequest, "malformed"},
-		{"account token", "PUT", path, tok, valid(), http.StatusUnauthorized, "unauthenticated"},
-		{"account token reading", "GET", path, tok, nil, http.StatusUnauthorized, "unauthenticated"},
+		{"account token", "PUT", path, tok, valid(), http.StatusForbidden, "forbidden"},
+		{"account token reading", "GET", path, tok, nil, http.StatusForbidden, "forbidden"},
 		{"unknown account", "PUT", "/admin/api/accounts/00000000-0000-4000-8000-000000000000/policy", n.admin, valid(), http.StatusNotFound, "notFound"},
 		{"not an account id", "GET", "/admin/api/accounts/nope/policy", n.admin, nil, http.StatusNotFound, "notFound"},
 	} {

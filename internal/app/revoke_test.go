@@ -202,7 +202,7 @@ func TestRevokeAccount(t *testing.T) {
 		t.Errorf("%d certificates still active", got)
 	}
 	// Account tokens cannot do this.
-	if r := n.do("POST", "/admin/api/accounts/"+id+"/revoke-certificates", tok, `{}`); r.status != 401 {
+	if r := n.do("POST", "/admin/api/accounts/"+id+"/revoke-certificates", tok, `{}`); r.status != http.StatusForbidden {
 		t.Errorf("account token: %d", r.status)
 	}
 }
