@@ -3,14 +3,9 @@ package main
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +22,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/pkid/pkid/internal/benchkit"
 	"github.com/pkid/pkid/internal/testbin"
 )
 
@@ -306,22 +302,16 @@ func call(c *http.Client, method, u, token string, body any, want int, out any) 
 	return json.Unmarshal(b, out)
 }
 
-// makeCSRs returns n issuance request bodies, each with a fresh P-256 key.
-func makeCSRs(n int) ([][]byte, error) {
+// requestBodies returns n issuance request bodies, each a CSR for a fresh
+// P-256 key.
+func requestBodies(n int) ([][]byte, error) {
+	csrs, err := benchkit.CSRs(n, "nodes.bench")
+	if err != nil {
+		return nil, err
+	}
 	out := make([][]byte, n)
-	for i := range out {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-			Subject: pkix.Name{CommonName: fmt.Sprintf("client-%d.nodes.bench", i)},
-		}, k)
-		if err != nil {
-			return nil, err
-		}
-		out[i], err = json.Marshal(map[string]string{"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
-		if err != nil {
+	for i, csr := range csrs {
+		if out[i], err = json.Marshal(map[string]string{"csr": csr}); err != nil {
 			return nil, err
 		}
 	}

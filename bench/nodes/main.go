@@ -25,8 +25,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +36,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pkid/pkid/internal/benchkit"
 	"github.com/pkid/pkid/internal/testbin"
 )
 
@@ -73,7 +72,7 @@ func run() error {
 		bin = paths[0]
 	}
 	ctx := context.Background()
-	scratch, drop, err := scratchDatabase(ctx, *dbURL)
+	scratch, drop, err := benchkit.ScratchDatabase(ctx, *dbURL, "pkid_bench_nodes_")
 	if err != nil {
 		return err
 	}
@@ -112,7 +111,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	csrs, err := makeCSRs(2048)
+	csrs, err := requestBodies(2048)
 	if err != nil {
 		return err
 	}
@@ -146,31 +145,6 @@ func run() error {
 	}
 	report(rows)
 	return nil
-}
-
-// scratchDatabase creates an empty database on the server of adminURL and
-// returns its URL and a function that drops it.
-func scratchDatabase(ctx context.Context, adminURL string) (string, func(), error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("connecting to %s: %w", adminURL, err)
-	}
-	b := make([]byte, 5)
-	_, _ = rand.Read(b)
-	name := "pkid_bench_nodes_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		conn.Close(ctx)
-		return "", nil, err
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	return u.String(), func() {
-		_, _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		conn.Close(context.Background())
-	}, nil
 }
 
 // backends counts the server's connections to the scratch database: what

@@ -21,14 +21,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,6 +45,7 @@ import (
 
 	"github.com/pkid/pkid/internal/app"
 	"github.com/pkid/pkid/internal/auth"
+	"github.com/pkid/pkid/internal/benchkit"
 	"github.com/pkid/pkid/internal/ca"
 	"github.com/pkid/pkid/internal/config"
 	"github.com/pkid/pkid/internal/issuance"
@@ -94,7 +88,7 @@ func run() error {
 	}
 
 	ctx := context.Background()
-	scratch, drop, err := scratchDatabase(ctx, *dbURL)
+	scratch, drop, err := benchkit.ScratchDatabase(ctx, *dbURL, "pkid_bench_")
 	if err != nil {
 		return err
 	}
@@ -120,7 +114,7 @@ func run() error {
 		return err
 	}
 
-	csrs, err := makeCSRs(2048)
+	csrs, err := benchkit.CSRs(2048, "bench.test")
 	if err != nil {
 		return err
 	}
@@ -183,7 +177,7 @@ func run() error {
 	}
 	if *revocations > 0 {
 		// Fresh CSRs: keyCompromise blocks each key it revokes.
-		fresh, err := makeCSRs(*revocations)
+		fresh, err := benchkit.CSRs(*revocations, "bench.test")
 		if err != nil {
 			return err
 		}
@@ -237,31 +231,6 @@ var benchDBConns int
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// scratchDatabase creates an empty database on the server of adminURL and
-// returns its URL and a function that drops it.
-func scratchDatabase(ctx context.Context, adminURL string) (string, func(), error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("connecting to %s: %w", adminURL, err)
-	}
-	b := make([]byte, 5)
-	_, _ = rand.Read(b)
-	name := "pkid_bench_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		conn.Close(ctx)
-		return "", nil, err
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	return u.String(), func() {
-		_, _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		conn.Close(context.Background())
-	}, nil
-}
-
 func initCA(ctx context.Context, cfg config.Config) error {
 	db, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -282,24 +251,6 @@ func initCA(ctx context.Context, cfg config.Config) error {
 	}
 	_, err = auth.EnsureKey(ctx, db, keys.SealingSecret(), time.Now())
 	return err
-}
-
-func makeCSRs(n int) ([]string, error) {
-	out := make([]string, n)
-	for i := range out {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-			Subject: pkix.Name{CommonName: fmt.Sprintf("client-%d.bench.test", i)},
-		}, k)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
-	}
-	return out, nil
 }
 
 // ceiling runs CSR parsing and checking, certificate preparation (with or
