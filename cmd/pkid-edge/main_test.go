@@ -19,10 +19,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pkid/pkid/internal/testbin"
 )
 
 func TestHelp(t *testing.T) {
@@ -131,24 +132,6 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// syncBuffer collects the child's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestBinarySignals builds pkid-edge and checks, on the real process, that
 // SIGHUP reloads the server certificate and SIGTERM shuts down cleanly. The
 // revocation paths are tested in internal/edge; this one runs with
@@ -193,7 +176,7 @@ func TestBinarySignals(t *testing.T) {
 	cmd := exec.Command(bin, "--listen", listen, "--metrics", metrics, "--upstream", upstream.URL,
 		"--ca", filepath.Join(dir, "ca.pem"), "--cert", filepath.Join(dir, "server.pem"), "--key", filepath.Join(dir, "server.key"),
 		"--revocation=off")
-	var out syncBuffer
+	var out testbin.Buffer
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkid/pkid/internal/testbin"
 	"github.com/pkid/pkid/internal/testdb"
 )
 
@@ -182,7 +183,7 @@ func checkWatchStops(t *testing.T, bins binaries, dir string) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bins.pkictl, "renew", "--dir", dir, "--watch")
-	logs := &syncBuffer{}
+	logs := &testbin.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
