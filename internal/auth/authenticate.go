@@ -186,7 +186,9 @@ func (a *Authenticator) Require(kind pki.TokenKind, onErr func(http.ResponseWrit
 // authentication. The account token is checked in full (signature, record,
 // revocation) before the answer says so; anything less stays 401.
 func (a *Authenticator) wrongAPI(ctx context.Context, raw string, kind pki.TokenKind, err error) error {
-	if kind != pki.TokenAdmin || !errors.Is(err, pki.ErrUnauthenticated) {
+	// Only a token that claims to be an account token is checked again, so
+	// a forged one costs one signature verification, not two.
+	if kind != pki.TokenAdmin || !errors.Is(err, pki.ErrUnauthenticated) || !claimsAudienceOf(raw, pki.TokenAccount) {
 		return err
 	}
 	if _, _, accErr := a.Authenticate(ctx, raw, pki.TokenAccount); accErr != nil {

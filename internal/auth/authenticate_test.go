@@ -247,6 +247,30 @@ func TestBearerToken(t *testing.T) {
 	}
 }
 
+// TestClaimsAudienceOf: the unverified hint that picks 403 over 401 reads
+// the audience and nothing else.
+func TestClaimsAudienceOf(t *testing.T) {
+	f := newAuthFixture(t)
+	acct, admin := f.mint(t, pki.TokenAccount), f.adminToken(t)
+	for _, tc := range []struct {
+		name string
+		raw  string
+		kind pki.TokenKind
+		want bool
+	}{
+		{"account token as account", acct, pki.TokenAccount, true},
+		{"forged account token as account", flipLastBit(acct), pki.TokenAccount, true},
+		{"admin token as account", admin, pki.TokenAccount, false},
+		{"account token as admin", acct, pki.TokenAdmin, false},
+		{"garbage", "not.a.jwt", pki.TokenAccount, false},
+		{"empty", "", pki.TokenAccount, false},
+	} {
+		if got := claimsAudienceOf(tc.raw, tc.kind); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestRequire(t *testing.T) {
 	f := newAuthFixture(t)
 	tok := f.mint(t, pki.TokenAccount)

@@ -193,6 +193,26 @@ func (t *Tokens) Parse(raw string, kind pki.TokenKind) (*Claims, error) {
 	return claims, nil
 }
 
+// claimsAudienceOf reports whether raw, read without verifying anything,
+// names kind's audience. It costs a base64 and a JSON decode, no signature
+// check: a hint for choosing which error to answer, never a reason to trust.
+func claimsAudienceOf(raw string, kind pki.TokenKind) bool {
+	aud, ok := audience(kind)
+	if !ok || len(raw) > MaxTokenLength {
+		return false
+	}
+	var c jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &c); err != nil {
+		return false
+	}
+	for _, a := range c.Audience {
+		if a == aud {
+			return true
+		}
+	}
+	return false
+}
+
 // keyfunc returns the key that must have signed tok. It consults nothing but
 // the fixed key set: never a URL or key carried in the token (RFC 8725
 // §3.10).
