@@ -78,6 +78,61 @@ func auditArgs(ev *pki.AuditEvent) ([]any, error) {
 	}, nil
 }
 
+// auditArrays holds the audit events of a batch statement column by column,
+// in auditColumns' order: what unnest turns back into rows.
+type auditArrays struct {
+	occurred                    []*time.Time
+	actors, actions, outcomes   []string
+	accounts, serials, requests []*string
+	details                     []string
+}
+
+// add appends one event, given as the parameters auditArgs returns.
+func (a *auditArrays) add(args []any) {
+	var occurred *time.Time
+	if t, ok := args[0].(time.Time); ok {
+		occurred = &t
+	}
+	a.occurred = append(a.occurred, occurred)
+	a.actors = append(a.actors, args[1].(string))
+	a.actions = append(a.actions, args[2].(string))
+	a.outcomes = append(a.outcomes, args[3].(string))
+	a.accounts = append(a.accounts, optString(args[4]))
+	a.serials = append(a.serials, optString(args[5]))
+	a.requests = append(a.requests, optString(args[6]))
+	a.details = append(a.details, string(args[7].([]byte)))
+}
+
+// params returns the eight arrays as statement parameters; auditUnnestTypes
+// are their SQL types, in the same order.
+func (a *auditArrays) params() []any {
+	return []any{a.occurred, a.actors, a.actions, a.outcomes, a.accounts, a.serials, a.requests, a.details}
+}
+
+// auditUnnestTypes are the casts of auditArrays' parameters in unnest.
+var auditUnnestTypes = []string{"timestamptz[]", "text[]", "text[]", "text[]", "text[]", "text[]", "text[]", "text[]"}
+
+// auditInsertFrom is the INSERT of a batch statement's audit events from
+// the rows of src, whose columns are named as auditColumns with the prefix
+// ev_ (ev_occurred_at, ev_actor, ...), in the order of src's column ord.
+func auditInsertFrom(src string) string {
+	return `INSERT INTO audit_events (` + auditColumns + `)
+	SELECT COALESCE(ev_occurred_at, clock_timestamp()), ev_actor, ev_action, ev_outcome, ev_account_id::uuid,
+	       ev_serial, ev_request_id, ev_detail::jsonb
+	FROM ` + src + ` ORDER BY ord`
+}
+
+// auditUnnestColumns names auditArrays' columns in unnest's alias list.
+const auditUnnestColumns = "ev_occurred_at, ev_actor, ev_action, ev_outcome, ev_account_id, ev_serial, ev_request_id, ev_detail"
+
+// optString turns one of auditArgs' nullable text values into a pointer.
+func optString(v any) *string {
+	if s, ok := v.(string); ok {
+		return &s
+	}
+	return nil
+}
+
 // detailJSON encodes an event's detail for the jsonb column. Strings keep
 // their newlines and quotes (JSON escapes them); a NUL, which jsonb refuses,
 // becomes U+FFFD.

@@ -14,35 +14,6 @@ import (
 	"github.com/pkid/pkid/internal/pki"
 )
 
-// lockSPKISQL serialises every CreatePending for one public key until its
-// transaction ends. The key is the first 64 bits of the SPKI hash: two
-// different keys sharing it only wait for each other.
-const lockSPKISQL = "SELECT pg_advisory_xact_lock($1)"
-
-// createPendingSQL checks the key and, when it may be certified, inserts the
-// pending row and its audit event, all in one statement. It must run after
-// lockSPKISQL and in a later statement of the same transaction: in READ
-// COMMITTED each statement reads a snapshot taken when it starts, so only a
-// statement that starts after the lock is granted sees what the previous
-// holder committed.
-var createPendingSQL = `WITH chk AS (
-	SELECT EXISTS (SELECT 1 FROM blocked_keys WHERE spki_sha256 = $3) AS blocked,
-	       EXISTS (SELECT 1 FROM certificates WHERE spki_sha256 = $3 AND account_id <> $4::uuid) AS in_use
-), cert AS (
-	INSERT INTO certificates (serial, issuer_id, account_id, state, lint_der, spki_sha256, subject_cn,
-	                          not_before, not_after, renewed_from, created_at, profile)
-	SELECT $1, $2, $4::uuid, 'pending', $5, $3, $6, $7, $8, $9, COALESCE($10::timestamptz, now()), $22
-	FROM chk WHERE NOT chk.blocked AND NOT chk.in_use
-	RETURNING created_at
-), ocsp AS (
-	INSERT INTO ocsp_responses (serial, issuer_id, der, this_update, next_update)
-	SELECT $1, $2, $19, $20, $21 FROM cert
-), audit AS (
-	INSERT INTO audit_events (` + auditColumns + `)
-	SELECT ` + auditValues(11, "") + ` FROM cert
-)
-SELECT chk.blocked, chk.in_use, (SELECT created_at FROM cert) FROM chk`
-
 // CreatePending records c, a certificate about to be signed: state pending,
 // c.LintDER the certificate as linted, no DER yet. It writes resp, the
 // certificate's first (good) OCSP response, and ev with it, so that from the
@@ -55,75 +26,22 @@ SELECT chk.blocked, chk.in_use, (SELECT created_at FROM cert) FROM chk`
 // are serialised by a transaction-scoped advisory lock, so two accounts cannot
 // both claim a key.
 //
-// This is on the issuance hot path: the lock and the statement go to the
-// server as one batch, which Postgres runs as one implicit transaction (one
-// round trip, committed at the batch's Sync).
+// This is on the issuance hot path: concurrent calls share one statement and
+// one commit (group commit, see group.go and pending.go), and it returns
+// only once the row is committed.
 //
 // On success c.State is pending and c.CreatedAt is set (the database's time
 // unless the caller set it).
 func (db *DB) CreatePending(ctx context.Context, c *pki.Certificate, resp *pki.OCSPResponse, ev pki.AuditEvent) error {
-	if len(c.SPKISHA256) != 32 {
-		return fmt.Errorf("store: certificate %s: SPKI hash must be 32 bytes, got %d", c.Serial, len(c.SPKISHA256))
-	}
-	if len(c.LintDER) == 0 {
-		return fmt.Errorf("store: certificate %s: no lint certificate to record", c.Serial)
-	}
-	profile := c.Profile
-	if profile == "" {
-		profile = pki.ProfileClient
-	}
-	var account any
-	switch {
-	case profile == pki.ProfileServer && c.AccountID == "":
-	case profile == pki.ProfileClient && validUUID(c.AccountID):
-		account = c.AccountID
-	default:
-		return fmt.Errorf("store: %s certificate %s: account %q: %w", profile, c.Serial, c.AccountID, pki.ErrNotFound)
-	}
-	if resp == nil || resp.Serial != c.Serial || resp.IssuerID != c.IssuerID || len(resp.DER) == 0 {
-		return fmt.Errorf("store: certificate %s: its first OCSP response is missing or is another certificate's", c.Serial)
-	}
-	audit, err := auditArgs(&ev)
+	row, err := newPendingRow(c, resp, ev)
 	if err != nil {
 		return err
 	}
-	var renewedFrom any
-	if c.RenewedFrom != nil {
-		renewedFrom = string(*c.RenewedFrom)
-	}
-	args := append([]any{
-		string(c.Serial), c.IssuerID, c.SPKISHA256, account, c.LintDER, storable(c.SubjectCN),
-		c.NotBefore, c.NotAfter, renewedFrom, nullTime(c.CreatedAt),
-	}, audit...)
-	args = append(args, resp.DER, resp.ThisUpdate, resp.NextUpdate, string(profile))
-
-	b := &pgx.Batch{}
-	b.Queue(lockSPKISQL, int64(binary.BigEndian.Uint64(c.SPKISHA256)))
-	b.Queue(createPendingSQL, args...)
-	br := db.pool.SendBatch(ctx, b)
-	_, err = br.Exec()
-	var blocked, inUse bool
-	var createdAt *time.Time
-	if err == nil {
-		err = br.QueryRow().Scan(&blocked, &inUse, &createdAt)
-	}
-	// Close reads the Sync's answer: only then is the implicit transaction
-	// known to be committed.
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	switch {
-	case err != nil:
-		return fmt.Errorf("store: recording pending certificate %s: %w", c.Serial, mapErr(err))
-	case blocked:
-		return fmt.Errorf("store: certificate %s: %w", c.Serial, pki.ErrKeyBlocked)
-	case inUse:
-		return fmt.Errorf("store: certificate %s: %w", c.Serial, pki.ErrKeyInUse)
-	case createdAt == nil:
-		return fmt.Errorf("store: certificate %s: pending row was not written", c.Serial)
+	if err := db.pending.do(ctx, row); err != nil {
+		return err
 	}
 	c.State = pki.StatePending
-	c.CreatedAt = *createdAt
+	c.CreatedAt = *row.createdAt
 	return nil
 }
 
@@ -159,7 +77,7 @@ func (db *DB) MarkIssued(ctx context.Context, serial pki.Serial, der, fingerprin
 	if err != nil {
 		return err
 	}
-	return db.issued.markIssued(ctx, db, &issuedItem{serial: serial, der: der, fp: fingerprint, audit: audit})
+	return db.issued.do(ctx, issuedRow{serial: serial, der: der, fp: fingerprint, audit: audit})
 }
 
 // certColumns are read by scanCertificate, in its order. lintColumn is the

@@ -16,18 +16,44 @@ type IssuedRow struct {
 // FlushIssued writes rows as one batch of MarkIssued's group commit, however
 // many calls are in flight, and returns each row's outcome.
 func FlushIssued(ctx context.Context, db *DB, rows []IssuedRow) []error {
-	batch := make([]*issuedItem, len(rows))
+	batch := make([]*groupCall[issuedRow], len(rows))
 	for i, r := range rows {
 		audit, err := auditArgs(&r.Event)
 		if err != nil {
 			panic(err)
 		}
-		batch[i] = &issuedItem{serial: r.Serial, der: r.DER, fp: r.FP, audit: audit}
+		batch[i] = &groupCall[issuedRow]{in: issuedRow{serial: r.Serial, der: r.DER, fp: r.FP, audit: audit}}
 	}
 	db.flushIssued(ctx, batch)
 	errs := make([]error, len(batch))
 	for i, it := range batch {
 		errs[i] = it.err
+	}
+	return errs
+}
+
+// PendingRow is one row for FlushPending.
+type PendingRow struct {
+	Cert  *pki.Certificate
+	Resp  *pki.OCSPResponse
+	Event pki.AuditEvent
+}
+
+// FlushPending writes rows as one batch of CreatePending's group commit,
+// however many calls are in flight, and returns each row's outcome.
+func FlushPending(ctx context.Context, db *DB, rows []PendingRow) []error {
+	batch := make([]*groupCall[pendingRow], len(rows))
+	for i, r := range rows {
+		row, err := newPendingRow(r.Cert, r.Resp, r.Event)
+		if err != nil {
+			panic(err)
+		}
+		batch[i] = &groupCall[pendingRow]{in: row}
+	}
+	db.flushPending(ctx, batch)
+	errs := make([]error, len(batch))
+	for i, c := range batch {
+		errs[i] = c.err
 	}
 	return errs
 }

@@ -24,8 +24,9 @@ import (
 // DB is pkid's database: a pgx connection pool and the queries run on it. It
 // is safe for concurrent use.
 type DB struct {
-	pool   *pgxpool.Pool
-	issued issuedGroup // MarkIssued's group commit
+	pool    *pgxpool.Pool
+	issued  groupCommit[issuedRow]  // MarkIssued's group commit
+	pending groupCommit[pendingRow] // CreatePending's
 }
 
 // Option adjusts how Open connects.
@@ -87,7 +88,10 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*DB, error) 
 	if err != nil {
 		return nil, fmt.Errorf("store: creating pool: %w", mapErr(err))
 	}
-	return &DB{pool: pool}, nil
+	db := &DB{pool: pool}
+	db.issued.what, db.issued.flush = "marking certificates issued", db.flushIssued
+	db.pending.what, db.pending.flush = "recording pending certificates", db.flushPending
+	return db, nil
 }
 
 // Close closes every connection of the pool, waiting for the ones in use to
