@@ -99,6 +99,7 @@ func run() error {
 	}
 	meter := cpuMeter{adminURL: *dbURL, database: strings.TrimPrefix(su.Path, "/")}
 
+	app.TuneRuntime(os.LookupEnv) // as pkid serve does
 	cfg := config.Defaults()
 	cfg.DatabaseURL = scratch
 	cfg.KeyPassphrase = []byte("bench passphrase")

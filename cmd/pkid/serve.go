@@ -28,6 +28,7 @@ func cmdServe(ctx context.Context, env config.Getenv, args []string, stderr io.W
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	app.TuneRuntime(env)
 
 	a, err := app.New(ctx, cfg, log, app.Options{MaxDBConns: int32(cfg.DBMaxConns)})
 	if err != nil {
