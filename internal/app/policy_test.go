@@ -247,6 +247,49 @@ func TestAccountPolicyQuotas(t *testing.T) {
 	})
 }
 
+// TestAccountPolicyWithToken: the policy comes with the account when the
+// token is checked, so issuance makes no read of its own for it; it is
+// still the policy as it is at each request. A change between two requests
+// with the same token is seen by the second (names, and a quota set where
+// there was none), and an account whose policy row is missing still
+// authenticates but is refused issuance and renewal (fail closed, 500),
+// leaving no row and no signature.
+func TestAccountPolicyWithToken(t *testing.T) {
+	t.Parallel()
+	n := newNode(t)
+	id, tok := n.account("Carried", pki.PlanEnterprise)
+	p := policyBody{AllowedNames: []string{"a.example"}, KeyTypes: []string{"ecdsa-p256"}}
+	n.setPolicy(id, p)
+	first := n.issue(tok, policyCSR(t, "a.example", nil))
+	expect(t, "allowed name", first, http.StatusCreated, "")
+
+	p.AllowedNames = []string{"b.example"}
+	n.setPolicy(id, p)
+	expect(t, "name allowed no longer", n.issue(tok, policyCSR(t, "a.example", nil)), http.StatusForbidden, "rejectedIdentifier")
+	expect(t, "newly allowed name", n.issue(tok, policyCSR(t, "b.example", nil)), http.StatusCreated, "")
+
+	// Two active certificates; a cap of two, set now, refuses the next.
+	p.MaxActiveCertificates = 2
+	n.setPolicy(id, p)
+	expect(t, "cap set between requests", n.issue(tok, policyCSR(t, "b.example", nil)), http.StatusForbidden, "quotaExceeded")
+	p.MaxActiveCertificates = 0
+	n.setPolicy(id, p)
+	expect(t, "cap lifted", n.issue(tok, policyCSR(t, "b.example", nil)), http.StatusCreated, "")
+
+	if _, err := n.rawDB.Pool().Exec(t.Context(), "DELETE FROM account_policies WHERE account_id = $1", id); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "list without a policy row", n.do("GET", "/api/v1/certificates", tok, nil), http.StatusOK, "")
+	rows, sigs := n.counts()
+	expect(t, "issue without a policy row", n.issue(tok, policyCSR(t, "b.example", nil)), http.StatusInternalServerError, "serverInternal")
+	serial := first.json(t)["serial"].(string)
+	expect(t, "renew without a policy row", n.do("POST", "/api/v1/certificates/"+serial+"/renew", tok, nil),
+		http.StatusInternalServerError, "serverInternal")
+	if rows2, sigs2 := n.counts(); rows2 != rows || sigs2 != sigs {
+		t.Errorf("refusals without a policy left rows %d->%d, signatures %d->%d", rows, rows2, sigs, sigs2)
+	}
+}
+
 // TestAccountPolicyRenewal: a renewal is held to the account's policy as it
 // is at renewal time, not as it was at issuance: names, key type, URI SANs
 // and validity are checked again after a policy change.

@@ -15,7 +15,9 @@ type Store interface {
 	Token(ctx context.Context, id string) (*pki.Token, error)
 	// TokenAndAccount returns the record of the token with jti tokenID (or
 	// ErrNotFound) and the account accountID (nil when there is none), in
-	// one round trip: what every request with an account token reads.
+	// one round trip: what every request with an account token reads. The
+	// account may carry its issuance policy (pki.Account.Policy), which auth
+	// passes on to the use cases without looking at it.
 	TokenAndAccount(ctx context.Context, tokenID, accountID string) (*pki.Token, *pki.Account, error)
 }
 

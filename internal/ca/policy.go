@@ -39,8 +39,17 @@ type accountRules struct {
 	limits policy.Limits // the CA's limits, with the account's URI namespace when it may hold URI SANs
 }
 
-// accountRules reads acct's policy and quota use (the one database read a
-// policy adds to issuance) and refuses the request when a quota is used up.
+// accountRules returns acct's policy and refuses the request when a quota
+// is used up. The policy is the one that came with the account when the
+// request was authenticated (acct.Policy, read in the same statement as the
+// token's account), when it came and sets no quota: then the request makes
+// no read for it. Otherwise (it sets a quota, or the account came from
+// elsewhere, or its policy row is missing) the policy is read here with its
+// quota use, in one read, and that read is what applies, so that the caps
+// and the counts are of one policy. Either way the policy is read for this
+// request, so a change applies from the next one; quotas are counted by the
+// database, with its clock; and a missing policy row refuses.
+//
 // replaces is the certificate a renewal replaces, nil for an issuance: a
 // renewal counts towards the hourly limit but is not refused by the cap on
 // active certificates, since it replaces one (so an account at its cap can
@@ -48,7 +57,7 @@ type accountRules struct {
 // revoke_previous, or expires). Quotas are checked before the CSR is looked
 // at, so that a client over its quota costs no signature verification.
 func (s *Service) accountRules(ctx context.Context, acct *pki.Account, replaces *pki.Certificate) (*accountRules, error) {
-	pol, usage, err := s.store.IssuancePolicy(ctx, acct.ID, s.opts.Now())
+	pol, usage, err := s.issuancePolicy(ctx, acct)
 	if errors.Is(err, pki.ErrNotFound) {
 		// Every account has a policy row (a trigger makes it): fail closed.
 		return nil, fmt.Errorf("ca: account %s has no issuance policy; refusing to issue: %v", acct.ID, err)
@@ -62,6 +71,21 @@ func (s *Service) accountRules(ctx context.Context, acct *pki.Account, replaces 
 	r := &accountRules{policy: pol, limits: s.opts.Limits}
 	r.limits.URINamespace = s.uriNamespace(pol)
 	return r, nil
+}
+
+// issuancePolicy returns acct's policy and its use of the policy's quotas:
+// the policy acct carries when it sets no quota (whose use is then nothing
+// to count), else the policy and its use as read now.
+func (s *Service) issuancePolicy(ctx context.Context, acct *pki.Account) (*pki.AccountPolicy, *pki.QuotaUsage, error) {
+	if pol := acct.Policy; pol != nil && pol.MaxActiveCertificates <= 0 && pol.MaxIssuancesPerHour <= 0 {
+		if pol.AccountID != acct.ID {
+			// The store joins the two on this key; anything else is a bug
+			// that must not apply one account's policy to another.
+			return nil, nil, fmt.Errorf("ca: account %s carries the policy of account %s; refusing to issue", acct.ID, pol.AccountID)
+		}
+		return pol, &pki.QuotaUsage{}, nil
+	}
+	return s.store.IssuancePolicy(ctx, acct.ID, s.opts.Now())
 }
 
 // checkQuotas refuses a request that would take the account past a quota:

@@ -36,6 +36,19 @@ type Account struct {
 	Status    AccountStatus
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Policy is the account's issuance policy, read in the same statement
+	// as the rest of the account by a reader that joins it (the token check
+	// that every account request makes does); nil from other readers, and
+	// when the policy row is missing, an invariant broken on which issuance
+	// refuses. An Account lives for one request, so Policy is as fresh as
+	// Status: a change applies from the next request. It rides on the
+	// account rather than on the Principal or in a value of its own because
+	// it is the account's, auth passes the account on without looking at
+	// it, and the use cases that apply a policy (ca's issuance and renewal)
+	// take the account already. ca uses it as it is when it sets no quota
+	// and otherwise reads the policy again with its quota use, in the one
+	// read that it makes when Policy is nil. It is never written back.
+	Policy *AccountPolicy
 }
 
 // MayHoldCertificates returns nil when the account may obtain and renew

@@ -12,14 +12,31 @@ import (
 
 const accountColumns = "id::text, name, plan, status, created_at, updated_at"
 
-func scanAccount(row pgx.Row) (*pki.Account, error) {
+// accountPolicyColumns are accountColumns of accounts a and then
+// policyColumns of its account_policies p, for scanAccountWithPolicy.
+const accountPolicyColumns = "a.id::text, a.name, a.plan, a.status, a.created_at, a.updated_at, " + policyColumns
+
+// scanAccount reads accountColumns, then extra, from row.
+func scanAccount(row pgx.Row, extra ...any) (*pki.Account, error) {
 	var a pki.Account
 	var plan, status string
-	if err := row.Scan(&a.ID, &a.Name, &plan, &status, &a.CreatedAt, &a.UpdatedAt); err != nil {
+	if err := row.Scan(append([]any{&a.ID, &a.Name, &plan, &status, &a.CreatedAt, &a.UpdatedAt}, extra...)...); err != nil {
 		return nil, err
 	}
 	a.Plan, a.Status = pki.Plan(plan), pki.AccountStatus(status)
 	return &a, nil
+}
+
+// scanAccountWithPolicy reads accountPolicyColumns: the account with its
+// Policy, left nil when the outer join found no policy row.
+func scanAccountWithPolicy(row pgx.Row) (*pki.Account, error) {
+	var f policyFields
+	a, err := scanAccount(row, f.dest()...)
+	if err != nil {
+		return nil, err
+	}
+	a.Policy = f.policy()
+	return a, nil
 }
 
 // createAccountSQL inserts the account and its audit event in one statement.
@@ -208,9 +225,12 @@ func (db *DB) Token(ctx context.Context, id string) (*pki.Token, error) {
 
 // TokenAndAccount returns the record of the token whose jti is tokenID (an
 // error wrapping pki.ErrNotFound when there is none) and the account
-// accountID (nil, with no error, when there is none), read in one round
-// trip: account tokens are checked on every request, and every round trip
-// costs a wake-up of a backend on each side.
+// accountID (nil, with no error, when there is none) with its issuance
+// policy (Policy, nil when the account has no policy row, which the
+// issuance path then reads again and refuses on), read in one round trip:
+// account tokens are checked on every request, and every round trip costs
+// a wake-up of a backend on each side. The policy is joined on its primary
+// key to the account's row, so an issuance needs no read of its own for it.
 func (db *DB) TokenAndAccount(ctx context.Context, tokenID, accountID string) (*pki.Token, *pki.Account, error) {
 	if !validUUID(tokenID) {
 		return nil, nil, fmt.Errorf("store: token %q: %w", tokenID, pki.ErrNotFound)
@@ -219,7 +239,11 @@ func (db *DB) TokenAndAccount(ctx context.Context, tokenID, accountID string) (*
 	b.Queue("SELECT "+tokenColumns+" FROM tokens WHERE id = $1::uuid", tokenID)
 	withAccount := validUUID(accountID)
 	if withAccount {
-		b.Queue("SELECT "+accountColumns+" FROM accounts WHERE id = $1::uuid", accountID)
+		// An outer join: a missing policy row must not make the account
+		// look missing (a 401), but fail issuance closed as it does when
+		// read on its own.
+		b.Queue("SELECT "+accountPolicyColumns+
+			" FROM accounts a LEFT JOIN account_policies p ON p.account_id = a.id WHERE a.id = $1::uuid", accountID)
 	}
 	br := db.pool.SendBatch(ctx, b)
 	t, err := scanToken(br.QueryRow())
@@ -227,7 +251,7 @@ func (db *DB) TokenAndAccount(ctx context.Context, tokenID, accountID string) (*
 	if err != nil {
 		err = fmt.Errorf("store: token %s: %w", tokenID, mapErr(err))
 	} else if withAccount {
-		a, err = scanAccount(br.QueryRow())
+		a, err = scanAccountWithPolicy(br.QueryRow())
 		if errors.Is(err, pgx.ErrNoRows) {
 			a, err = nil, nil
 		} else if err != nil {

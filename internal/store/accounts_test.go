@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -307,9 +308,35 @@ func TestTokens(t *testing.T) {
 				t.Errorf("account = %+v, want none", acct)
 			case tt.wantAccount != "" && (acct == nil || acct.ID != tt.wantAccount || acct.Plan != pki.PlanEnterprise):
 				t.Errorf("account = %+v, want %s", acct, tt.wantAccount)
+			case tt.wantAccount != "":
+				// The account comes with its policy, as AccountPolicy reads it.
+				want, err := db.AccountPolicy(ctx, tt.wantAccount)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(acct.Policy, want) {
+					t.Errorf("account's policy = %+v, want %+v", acct.Policy, want)
+				}
 			}
 		})
 	}
+
+	// An account without its policy row (an invariant broken) is still
+	// found, so that its token authenticates, but carries no policy: the
+	// issuance path then reads the policy itself and refuses.
+	t.Run("token and account/no policy row", func(t *testing.T) {
+		orphan := f.newAccount(t, "Orphan")
+		if _, err := db.Pool().Exec(ctx, "DELETE FROM account_policies WHERE account_id = $1", orphan.ID); err != nil {
+			t.Fatal(err)
+		}
+		tok, acct, err := db.TokenAndAccount(ctx, newer.ID, orphan.ID)
+		if err != nil || tok == nil || acct == nil || acct.ID != orphan.ID {
+			t.Fatalf("TokenAndAccount = %+v, %+v, %v", tok, acct, err)
+		}
+		if acct.Policy != nil {
+			t.Errorf("account carries policy %+v, which does not exist", acct.Policy)
+		}
+	})
 }
 
 func TestAdmins(t *testing.T) {

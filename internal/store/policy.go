@@ -10,26 +10,58 @@ import (
 	"github.com/pkid/pkid/internal/pki"
 )
 
-// policyColumns are read by scanPolicy, in its order.
+// policyColumns are read by scanPolicy (and policyFields), in their order.
 const policyColumns = `p.account_id::text, p.allowed_names, p.allow_uri_sans, p.key_types, p.max_validity_days,
 	p.max_active_certificates, p.max_issuances_per_hour, p.updated_at, p.updated_by`
 
-func scanPolicy(row pgx.Row, extra ...any) (*pki.AccountPolicy, error) {
-	var p pki.AccountPolicy
-	var keyTypes []string
-	dest := append([]any{&p.AccountID, &p.AllowedNames, &p.AllowURISANs, &keyTypes, &p.MaxValidityDays,
-		&p.MaxActiveCertificates, &p.MaxIssuancesPerHour, &p.UpdatedAt, &p.UpdatedBy}, extra...)
-	if err := row.Scan(dest...); err != nil {
-		return nil, err
+// policyFields receives policyColumns, each of which may be NULL, as they
+// are when the policy is outer-joined to a row that has none.
+type policyFields struct {
+	accountID, updatedBy                     *string
+	allowedNames, keyTypes                   []string
+	allowURISANs                             *bool
+	maxValidity, maxActive, maxIssuancesHour *int
+	updatedAt                                *time.Time
+}
+
+func (f *policyFields) dest() []any {
+	return []any{&f.accountID, &f.allowedNames, &f.allowURISANs, &f.keyTypes, &f.maxValidity,
+		&f.maxActive, &f.maxIssuancesHour, &f.updatedAt, &f.updatedBy}
+}
+
+// policy returns the policy scanned, or nil when the row had none (every
+// column of account_policies is NOT NULL, so a NULL account_id means that
+// the outer join found no row).
+func (f *policyFields) policy() *pki.AccountPolicy {
+	if f.accountID == nil || f.allowURISANs == nil || f.maxValidity == nil || f.maxActive == nil ||
+		f.maxIssuancesHour == nil || f.updatedAt == nil || f.updatedBy == nil {
+		return nil
 	}
+	p := &pki.AccountPolicy{AccountID: *f.accountID, AllowedNames: f.allowedNames, AllowURISANs: *f.allowURISANs,
+		MaxValidityDays: *f.maxValidity, MaxActiveCertificates: *f.maxActive, MaxIssuancesPerHour: *f.maxIssuancesHour,
+		UpdatedAt: *f.updatedAt, UpdatedBy: *f.updatedBy}
 	if p.AllowedNames == nil {
 		p.AllowedNames = []string{}
 	}
-	p.KeyTypes = make([]pki.KeyType, len(keyTypes))
-	for i, t := range keyTypes {
+	p.KeyTypes = make([]pki.KeyType, len(f.keyTypes))
+	for i, t := range f.keyTypes {
 		p.KeyTypes[i] = pki.KeyType(t)
 	}
-	return &p, nil
+	return p
+}
+
+// scanPolicy reads policyColumns, then extra, from row. A row without a
+// policy (of an outer join) is pgx.ErrNoRows.
+func scanPolicy(row pgx.Row, extra ...any) (*pki.AccountPolicy, error) {
+	var f policyFields
+	if err := row.Scan(append(f.dest(), extra...)...); err != nil {
+		return nil, err
+	}
+	p := f.policy()
+	if p == nil {
+		return nil, pgx.ErrNoRows
+	}
+	return p, nil
 }
 
 // AccountPolicy returns the issuance policy of the account, or
@@ -95,7 +127,8 @@ FROM account_policies p WHERE p.account_id = $1::uuid`
 
 // IssuancePolicy returns the account's policy and its use of the policy's
 // quotas, with the database's clock, in one round trip: the one read that a
-// policy adds to issuance and renewal. Certificates count as active while
+// policy adds to issuance and renewal, when the policy that came with the
+// account (pki.Account.Policy) sets a quota or did not come. Certificates count as active while
 // unrevoked and before notAfter at now, the caller's clock, as statuses are
 // everywhere else; pending rows count too (a signature may exist for them).
 // It returns pki.ErrNotFound when the account has no policy row, which a
