@@ -3,7 +3,7 @@
 // order of operations that makes a CA trustworthy lives:
 //
 //  1. check the account and the CSR (nothing touched yet);
-//  2. build the exact certificate and lint it, signed by a throwaway key;
+//  2. build the exact to-be-signed certificate and lint it (nothing signed);
 //  3. record it, pending, with an audit event, and commit;
 //  4. sign it with the CA key (only now);
 //  5. store the signed DER, mark it issued, audit, commit;

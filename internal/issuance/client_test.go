@@ -510,26 +510,3 @@ func TestIssueChecksSignature(t *testing.T) {
 		t.Errorf("Signatures() = %d, want 1: the key was used", faulty.Signatures())
 	}
 }
-
-// TestThrowawayKeyReused: the throwaway key is made once per issuer and is
-// never the issuer's key.
-func TestThrowawayKeyReused(t *testing.T) {
-	h := newHierarchy(t, HierarchyConfig{})
-	a, err := h.intermediate.throwawayFor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := h.intermediate.throwawayFor()
-	if a != b {
-		t.Error("throwaway key regenerated")
-	}
-	if a.signer.Public().(*ecdsa.PublicKey).Equal(h.intermediate.Cert.PublicKey) {
-		t.Error("throwaway key is the issuer's key")
-	}
-	if !bytes.Equal(a.parent.RawSubject, h.intermediate.Cert.RawSubject) || !bytes.Equal(a.parent.SubjectKeyId, h.intermediate.Cert.SubjectKeyId) {
-		t.Error("fake parent does not name the issuer")
-	}
-	if h.intermediate.Cert.PublicKey == a.parent.PublicKey {
-		t.Error("making the fake parent changed the issuer's certificate")
-	}
-}

@@ -2,8 +2,6 @@ package issuance
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/binary"
@@ -132,7 +130,7 @@ const lintSampleSpread = 512
 // entries (RFC 5280 §5.1.2.6) and sorted by serial otherwise.
 //
 // Like a certificate, the CRL is linted before the real key signs: the same
-// tbsCertList, signed by the issuer's throwaway key, goes through zlint, then
+// tbsCertList, with a placeholder signature, goes through zlint, then
 // the real key signs the very bytes that were linted and the signature is
 // verified. A CRL of more than fullLintMax entries is linted as described at
 // lintCopy. A refusal is a *CRLLintError and makes no real signature; a
@@ -194,25 +192,20 @@ func (i *Issuer) signCRL(t CRLTemplate, l crlLinter) ([]byte, error) {
 	}
 	der := wrapSigned(buf, enc.sigAlg, sig)
 	parts, err := splitSigned(der)
-	if err != nil || !bytes.Equal(parts.TBS.FullBytes, tbs) {
+	if err != nil || !bytes.Equal(parts.TBS, tbs) {
 		return nil, fmt.Errorf("%w (CRL %d)", ErrTBSMismatch, t.Number)
 	}
 	return der, nil
 }
 
-// lintCRL signs tbs with the issuer's throwaway key and lints the result.
+// lintCRL lints tbs as a CRL whose signature is the issuer's placeholder
+// (see placeholderSignature): the bytes zlint sees are those the real key
+// will sign, and nothing is signed to see them.
 func (i *Issuer) lintCRL(tbs, sigAlg []byte, t CRLTemplate, l crlLinter) error {
-	tw, err := i.throwawayFor()
-	if err != nil {
-		return err
+	if len(i.placeholder) == 0 {
+		return errors.New("issuance: issuer not made by NewIssuer")
 	}
-	sig, err := signWith(tw.signer, i.sigAlg, tbs)
-	if err != nil {
-		return fmt.Errorf("issuance: signing lint CRL: %w", err)
-	}
-	buf := make([]byte, outerHeaderRoom, outerHeaderRoom+len(tbs)+len(sigAlg)+maxSignatureTLV)
-	buf = append(buf, tbs...)
-	lintDER := wrapSigned(buf, sigAlg, sig)
+	lintDER := assembleSigned(tbs, sigAlg, i.placeholder)
 	check := l.CRL
 	if t.CA {
 		check = l.CACRL
@@ -221,18 +214,6 @@ func (i *Issuer) lintCRL(tbs, sigAlg []byte, t CRLTemplate, l crlLinter) error {
 		return &CRLLintError{Number: t.Number, Err: err}
 	}
 	return nil
-}
-
-// signWith signs data with s under alg, as signBytes does with the real key.
-func signWith(s crypto.Signer, alg x509.SignatureAlgorithm, data []byte) ([]byte, error) {
-	hash := signatureHash(alg)
-	digest := data
-	if hash != 0 {
-		h := hash.New()
-		h.Write(data)
-		digest = h.Sum(nil)
-	}
-	return s.Sign(rand.Reader, digest, hash)
 }
 
 // outerHeaderRoom is the room left in front of a tbsCertList for the

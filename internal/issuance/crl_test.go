@@ -100,7 +100,7 @@ func tbsOf(t *testing.T, der []byte) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return parts.TBS.FullBytes
+	return parts.TBS
 }
 
 func sortedEntries(e []pki.RevokedEntry) []pki.RevokedEntry {

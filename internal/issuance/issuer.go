@@ -4,17 +4,19 @@
 // zlint has not seen first.
 //
 // Every certificate goes through the same two steps, after Boulder's
-// issuance package. Prepare builds the exact certificate, signs it with a
-// throwaway key that no one trusts and lints the result; it returns a
-// single-use token. Issue has the real key sign the very tbsCertificate bytes
-// that were linted, verifies the signature and returns the DER. A refusal at
-// any point before Issue leaves no signature behind, which Signatures lets
-// callers and tests observe. (The root is the exception, being its own
-// issuer: see NewRoot.)
+// issuance package. Prepare builds the exact tbsCertificate (x509's own
+// encoding, stopped before it signs: see captureTBS), lints it as a
+// certificate whose signature is a placeholder that verifies under no key,
+// and returns a single-use token. Issue has the real key sign the very
+// tbsCertificate bytes that were linted, verifies the signature and returns
+// the DER. A refusal at any point before Issue leaves no signature behind,
+// which Signatures lets callers and tests observe. (The root is the
+// exception, being its own issuer: see NewRoot.)
 //
-// CRLs and OCSP responses will follow the same path: lint a copy signed by
-// the throwaway key against the fake parent, then sign the linted
-// to-be-signed bytes with signBytes.
+// CRLs follow the same path in SignCRL: the tbsCertList is linted with the
+// placeholder signature, then the real key signs the linted bytes with
+// signBytes. OCSP responses are not linted: SignOCSP checks what it is asked
+// to sign itself.
 //
 // Keys are only ever crypto.Signer: a key in memory, in an HSM or in a KMS
 // are the same here. The package does no I/O beyond asking a Signer to sign.
@@ -33,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 )
 
@@ -51,35 +52,17 @@ type Issuer struct {
 	Signer crypto.Signer
 
 	// sigAlg is the signature algorithm every signature of this issuer uses,
-	// fixed so that the throwaway key and the real key produce identical
-	// to-be-signed bytes.
+	// fixed so that the to-be-signed bytes that are linted name the
+	// algorithm the real key then signs with.
 	sigAlg x509.SignatureAlgorithm
 	// signatures counts the real signatures made with Signer;
 	// certificates, those of them that signed a certificate.
 	signatures   atomic.Uint64
 	certificates atomic.Uint64
 
-	throwawayOnce sync.Once
-	throwaway     *throwaway
-	throwawayErr  error
-}
-
-// throwaway is a key of the same type as an issuer's key and a copy of the
-// issuer's certificate that names it (x509.CreateCertificate refuses a parent
-// whose public key does not match the signer). The to-be-signed bytes it
-// produces are the ones the real key will sign: the issuer name comes from
-// RawSubject, the authority key identifier from SubjectKeyId and the
-// signature algorithm from sigAlg, none of which the copy changes.
-//
-// One throwaway key per Issuer is generated on first use and reused for every
-// certificate that issuer prepares. That is safe because nothing trusts it:
-// its public half is in no certificate that ever leaves the process (the fake
-// parent lives only in memory), so a lint certificate is a signature that
-// chains to nothing, whoever reads it from the database. Reuse saves a key
-// generation per certificate (about 20 µs for P-256, seconds for RSA).
-type throwaway struct {
-	signer crypto.Signer
-	parent *x509.Certificate
+	// placeholder is the signature value of this issuer's lint
+	// certificates and CRLs: see placeholderSignature.
+	placeholder []byte
 }
 
 // NewIssuer returns the Issuer for a DER certificate and the key that
@@ -101,14 +84,17 @@ func NewIssuer(certDER []byte, signer crypto.Signer) (*Issuer, error) {
 	if err != nil {
 		return nil, err
 	}
+	placeholder, err := placeholderSignature(cert.PublicKey)
+	if err != nil {
+		return nil, err
+	}
 	sum := sha256.Sum256(cert.Raw)
-	return &Issuer{ID: hex.EncodeToString(sum[:]), Cert: cert, Signer: signer, sigAlg: alg}, nil
+	return &Issuer{ID: hex.EncodeToString(sum[:]), Cert: cert, Signer: signer, sigAlg: alg, placeholder: placeholder}, nil
 }
 
 // Signatures returns how many times this issuer's key has been asked to sign
-// (certificates, and later CRLs and OCSP responses). The throwaway key's
-// signatures are not counted. Tests use it to show that a refusal signed
-// nothing; serve can export it as a metric.
+// (certificates, CRLs and OCSP responses). Tests use it to show that a
+// refusal signed nothing; serve can export it as a metric.
 func (i *Issuer) Signatures() uint64 { return i.signatures.Load() }
 
 // CertificatesSigned returns how many certificates this issuer's key has been
@@ -157,7 +143,8 @@ func signatureAlgorithm(pub crypto.PublicKey) (x509.SignatureAlgorithm, error) {
 }
 
 // newThrowawayKey returns a fresh software key of the same kind as pub, so
-// that it produces signatures of the same algorithm.
+// that it produces signatures of the same algorithm: NewRoot's twin, the one
+// certificate that must be linted with a signature that verifies.
 func newThrowawayKey(pub crypto.PublicKey) (crypto.Signer, error) {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
@@ -171,22 +158,6 @@ func newThrowawayKey(pub crypto.PublicKey) (crypto.Signer, error) {
 		return priv, err
 	}
 	return nil, fmt.Errorf("issuance: unsupported issuer key type %T", pub)
-}
-
-// throwawayFor returns the issuer's throwaway key and fake parent, creating
-// them on first use.
-func (i *Issuer) throwawayFor() (*throwaway, error) {
-	i.throwawayOnce.Do(func() {
-		key, err := newThrowawayKey(i.Cert.PublicKey)
-		if err != nil {
-			i.throwawayErr = fmt.Errorf("issuance: generating throwaway key: %w", err)
-			return
-		}
-		parent := *i.Cert
-		parent.PublicKey = key.Public()
-		i.throwaway = &throwaway{signer: key, parent: &parent}
-	})
-	return i.throwaway, i.throwawayErr
 }
 
 // countingSigner is the issuer's key with every use counted.

@@ -1,6 +1,6 @@
 // Package lint runs zlint v3 on what pkid is about to sign: every certificate
-// (signed first by a throwaway key, so that nothing trusted exists yet) and
-// every CRL. A result of Error or Fatal from any lint that applies refuses the
+// and every CRL, as the to-be-signed bytes with a placeholder signature that
+// verifies under no key, so that nothing trusted exists yet. A result of Error or Fatal from any lint that applies refuses the
 // signature; the caller then signs nothing.
 //
 // pkid is a private CA that issues mTLS client certificates (and one TLS
@@ -54,9 +54,10 @@ var ExcludedLints = map[string]string{
 	"e_ca_country_name_missing": "BR 7.1.2.10.2 countryName in CA subjects ties publicly trusted CAs to a jurisdiction for root programs; pkid's CAs are private and RFC 5280 does not require it",
 	// It verifies the certificate's signature against the eight P-384 keys of
 	// a public CA's compromised intermediates (about 5 ms per certificate,
-	// more than every other lint together). pkid lints certificates signed by a
-	// throwaway key of its own, so the check can never fire.
-	"e_cert_issued_by_compromised_emudhra_ca": "checks for signatures by eight compromised public eMudhra CA keys; pkid lints what its own throwaway key signed, so it cannot fire, and it costs ~5 ms per certificate",
+	// more than every other lint together). pkid lints certificates whose
+	// signature is a placeholder that verifies under no key, so the check can
+	// never fire.
+	"e_cert_issued_by_compromised_emudhra_ca": "checks for signatures by eight compromised public eMudhra CA keys; pkid lints certificates before they are signed, with a placeholder signature, so it cannot fire, and it costs ~5 ms per certificate",
 }
 
 // config tunes the lints that take options.

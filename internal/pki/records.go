@@ -113,7 +113,7 @@ type Certificate struct {
 	Profile           Profile // "" means client
 	AccountID         string  // "" for server certificates
 	State             CertificateState
-	LintDER           []byte // the certificate as linted, signed by a throwaway key: the record of what was about to be signed
+	LintDER           []byte // the certificate as linted, with a placeholder signature: the record of what was about to be signed
 	DER               []byte // nil while pending
 	SubjectCN         string
 	SPKISHA256        []byte
