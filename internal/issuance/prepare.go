@@ -159,10 +159,12 @@ var _ crypto.MessageSigner = (*captureSigner)(nil)
 
 func (c *captureSigner) Public() crypto.PublicKey { return c.pub }
 
-// SignMessage keeps msg, which CreateCertificate marshalled for this call and
-// drops when the signer fails, so it needs no copy.
+// SignMessage keeps a copy of msg. CreateCertificate marshalled msg for this
+// call and drops it when the signer fails, but the copy makes what Issue
+// signs independent of how a later Go manages that buffer, for the price of
+// copying some 600 bytes.
 func (c *captureSigner) SignMessage(_ io.Reader, msg []byte, _ crypto.SignerOpts) ([]byte, error) {
-	c.tbs = msg
+	c.tbs = bytes.Clone(msg)
 	return nil, errTBSCaptured
 }
 
