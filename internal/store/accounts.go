@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -13,7 +13,8 @@ import (
 const accountColumns = "id::text, name, plan, status, created_at, updated_at"
 
 // accountPolicyColumns are accountColumns of accounts a and then
-// policyColumns of its account_policies p, for scanAccountWithPolicy.
+// policyColumns of its account_policies p, for accountFields and
+// policyFields.
 const accountPolicyColumns = "a.id::text, a.name, a.plan, a.status, a.created_at, a.updated_at, " + policyColumns
 
 // scanAccount reads accountColumns, then extra, from row.
@@ -25,18 +26,6 @@ func scanAccount(row pgx.Row, extra ...any) (*pki.Account, error) {
 	}
 	a.Plan, a.Status = pki.Plan(plan), pki.AccountStatus(status)
 	return &a, nil
-}
-
-// scanAccountWithPolicy reads accountPolicyColumns: the account with its
-// Policy, left nil when the outer join found no policy row.
-func scanAccountWithPolicy(row pgx.Row) (*pki.Account, error) {
-	var f policyFields
-	a, err := scanAccount(row, f.dest()...)
-	if err != nil {
-		return nil, err
-	}
-	a.Policy = f.policy()
-	return a, nil
 }
 
 // createAccountSQL inserts the account and its audit event in one statement.
@@ -151,14 +140,25 @@ func (db *DB) UpdateAccount(ctx context.Context, id string, change func(*pki.Acc
 	return saved, nil
 }
 
-const tokenColumns = `id::text, kind, COALESCE(account_id::text, ''), COALESCE(admin_id::text, ''),
-	name, created_by, created_at, expires_at, revoked_at`
+var tokenColumns = tokenColumnsOf("")
 
-func scanToken(row pgx.Row) (*pki.Token, error) {
+// tokenColumnsOf returns the columns scanToken reads, of the tokens table
+// named alias ("" when it needs no name).
+func tokenColumnsOf(alias string) string {
+	p := ""
+	if alias != "" {
+		p = alias + "."
+	}
+	return p + "id::text, " + p + "kind, COALESCE(" + p + "account_id::text, ''), COALESCE(" + p + "admin_id::text, ''), " +
+		p + "name, " + p + "created_by, " + p + "created_at, " + p + "expires_at, " + p + "revoked_at"
+}
+
+// scanToken reads tokenColumns, then extra, from row.
+func scanToken(row pgx.Row, extra ...any) (*pki.Token, error) {
 	var t pki.Token
 	var kind string
-	if err := row.Scan(&t.ID, &kind, &t.AccountID, &t.AdminID, &t.Name, &t.CreatedBy,
-		&t.CreatedAt, &t.ExpiresAt, &t.RevokedAt); err != nil {
+	if err := row.Scan(append([]any{&t.ID, &kind, &t.AccountID, &t.AdminID, &t.Name, &t.CreatedBy,
+		&t.CreatedAt, &t.ExpiresAt, &t.RevokedAt}, extra...)...); err != nil {
 		return nil, err
 	}
 	t.Kind = pki.TokenKind(kind)
@@ -235,36 +235,53 @@ func (db *DB) TokenAndAccount(ctx context.Context, tokenID, accountID string) (*
 	if !validUUID(tokenID) {
 		return nil, nil, fmt.Errorf("store: token %q: %w", tokenID, pki.ErrNotFound)
 	}
-	b := &pgx.Batch{}
-	b.Queue("SELECT "+tokenColumns+" FROM tokens WHERE id = $1::uuid", tokenID)
-	withAccount := validUUID(accountID)
-	if withAccount {
-		// An outer join: a missing policy row must not make the account
-		// look missing (a 401), but fail issuance closed as it does when
-		// read on its own.
-		b.Queue("SELECT "+accountPolicyColumns+
-			" FROM accounts a LEFT JOIN account_policies p ON p.account_id = a.id WHERE a.id = $1::uuid", accountID)
+	var account any // NULL matches no account
+	if validUUID(accountID) {
+		account = accountID
 	}
-	br := db.pool.SendBatch(ctx, b)
-	t, err := scanToken(br.QueryRow())
-	var a *pki.Account
+	var af accountFields
+	var pf policyFields
+	t, err := scanToken(db.pool.QueryRow(ctx, tokenAndAccountSQL, tokenID, account), append(af.dest(), pf.dest()...)...)
 	if err != nil {
-		err = fmt.Errorf("store: token %s: %w", tokenID, mapErr(err))
-	} else if withAccount {
-		a, err = scanAccountWithPolicy(br.QueryRow())
-		if errors.Is(err, pgx.ErrNoRows) {
-			a, err = nil, nil
-		} else if err != nil {
-			err = fmt.Errorf("store: account %s: %w", accountID, mapErr(err))
-		}
+		return nil, nil, fmt.Errorf("store: token %s: %w", tokenID, mapErr(err))
 	}
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("store: token %s: %w", tokenID, mapErr(cerr))
-	}
-	if err != nil {
-		return nil, nil, err
+	a := af.account()
+	if a != nil {
+		a.Policy = pf.policy()
 	}
 	return t, a, nil
+}
+
+// tokenAndAccountSQL reads a token ($1) and an account ($2) with its
+// policy, in one statement. Both joins are outer: an account that does not
+// exist is no account, not a missing token; a missing policy row must not
+// make the account look missing (a 401), but fail issuance closed as it does
+// when the policy is read on its own.
+var tokenAndAccountSQL = `SELECT ` + tokenColumnsOf("t") + `, ` + accountPolicyColumns + `
+	FROM tokens t
+	LEFT JOIN accounts a ON a.id = $2::uuid
+	LEFT JOIN account_policies p ON p.account_id = a.id
+	WHERE t.id = $1::uuid`
+
+// accountFields receives accountColumns of an outer-joined account, each of
+// which may be NULL.
+type accountFields struct {
+	id, name, plan, status *string
+	createdAt, updatedAt   *time.Time
+}
+
+func (f *accountFields) dest() []any {
+	return []any{&f.id, &f.name, &f.plan, &f.status, &f.createdAt, &f.updatedAt}
+}
+
+// account returns the account scanned, or nil when the join found none
+// (every column of accounts is NOT NULL).
+func (f *accountFields) account() *pki.Account {
+	if f.id == nil || f.name == nil || f.plan == nil || f.status == nil || f.createdAt == nil || f.updatedAt == nil {
+		return nil
+	}
+	return &pki.Account{ID: *f.id, Name: *f.name, Plan: pki.Plan(*f.plan), Status: pki.AccountStatus(*f.status),
+		CreatedAt: *f.createdAt, UpdatedAt: *f.updatedAt}
 }
 
 // Tokens lists an account's tokens, revoked and expired ones included, newest
