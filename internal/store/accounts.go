@@ -235,33 +235,84 @@ func (db *DB) TokenAndAccount(ctx context.Context, tokenID, accountID string) (*
 	if !validUUID(tokenID) {
 		return nil, nil, fmt.Errorf("store: token %q: %w", tokenID, pki.ErrNotFound)
 	}
-	var account any // NULL matches no account
+	r := tokenRead{tokenID: tokenID, token: new(*pki.Token), account: new(*pki.Account)}
 	if validUUID(accountID) {
-		account = accountID
+		r.accountID = accountID
 	}
-	var af accountFields
-	var pf policyFields
-	t, err := scanToken(db.pool.QueryRow(ctx, tokenAndAccountSQL, tokenID, account), append(af.dest(), pf.dest()...)...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("store: token %s: %w", tokenID, mapErr(err))
+	if err := db.tokenReads.do(ctx, r); err != nil {
+		return nil, nil, err
 	}
-	a := af.account()
-	if a != nil {
-		a.Policy = pf.policy()
-	}
-	return t, a, nil
+	return *r.token, *r.account, nil
 }
 
-// tokenAndAccountSQL reads a token ($1) and an account ($2) with its
-// policy, in one statement. Both joins are outer: an account that does not
-// exist is no account, not a missing token; a missing policy row must not
-// make the account look missing (a 401), but fail issuance closed as it does
-// when the policy is read on its own.
-var tokenAndAccountSQL = `SELECT ` + tokenColumnsOf("t") + `, ` + accountPolicyColumns + `
-	FROM tokens t
-	LEFT JOIN accounts a ON a.id = $2::uuid
-	LEFT JOIN account_policies p ON p.account_id = a.id
-	WHERE t.id = $1::uuid`
+// tokenRead is one TokenAndAccount call. Concurrent calls are read in one
+// statement (group.go): every authenticated request makes one, so under
+// load this is the most frequent statement pkid runs.
+type tokenRead struct {
+	tokenID   string
+	accountID any           // NULL, which matches no account, unless a UUID
+	token     **pki.Token   // set by the batch
+	account   **pki.Account // set by the batch; nil when there is none
+}
+
+// tokenAndAccountSQL reads tokens ($1) and accounts ($2) with their
+// policies, a pair per input row; the last column is the row's position.
+// The account joins are outer: an account that does not exist is no account,
+// not a missing token; a missing policy row must not make the account look
+// missing (a 401), but fail issuance closed as it does when the policy is read
+// on its own.
+var tokenAndAccountSQL = `SELECT ` + tokenColumnsOf("t") + `, ` + accountPolicyColumns + `, i.ord
+	FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS i(token_id, account_id, ord)
+	JOIN tokens t ON t.id = i.token_id
+	LEFT JOIN accounts a ON a.id = i.account_id
+	LEFT JOIN account_policies p ON p.account_id = a.id`
+
+// readTokens reads batch in one statement and sets every call's results or
+// err.
+func (db *DB) readTokens(ctx context.Context, batch []*groupCall[tokenRead]) {
+	ids, accounts := make([]string, len(batch)), make([]any, len(batch))
+	for i, c := range batch {
+		ids[i], accounts[i] = c.in.tokenID, c.in.accountID
+	}
+	err := db.scanTokens(ctx, batch, ids, accounts)
+	for _, c := range batch {
+		switch {
+		case err != nil:
+			c.err = fmt.Errorf("store: token %s: %w", c.in.tokenID, err)
+		case *c.in.token == nil:
+			c.err = fmt.Errorf("store: token %s: %w", c.in.tokenID, pki.ErrNotFound)
+		}
+	}
+}
+
+// scanTokens runs tokenAndAccountSQL and stores each row's token and
+// account in its call.
+func (db *DB) scanTokens(ctx context.Context, batch []*groupCall[tokenRead], ids []string, accounts []any) error {
+	rows, err := db.pool.Query(ctx, tokenAndAccountSQL, ids, accounts)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var af accountFields
+		var pf policyFields
+		var ord int64
+		t, err := scanToken(rows, append(append(af.dest(), pf.dest()...), &ord)...)
+		if err != nil {
+			return mapErr(err)
+		}
+		if ord < 1 || ord > int64(len(batch)) {
+			return fmt.Errorf("token read answered for row %d of %d", ord, len(batch))
+		}
+		c := batch[ord-1]
+		*c.in.token = t
+		if a := af.account(); a != nil {
+			a.Policy = pf.policy()
+			*c.in.account = a
+		}
+	}
+	return mapErr(rows.Err())
+}
 
 // accountFields receives accountColumns of an outer-joined account, each of
 // which may be NULL.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pkid/pkid/internal/pki"
+	"github.com/pkid/pkid/internal/store"
 	"github.com/pkid/pkid/internal/testdb"
 )
 
@@ -320,6 +321,45 @@ func TestTokens(t *testing.T) {
 			}
 		})
 	}
+
+	// The same reads in one batch of the group read, the first twice: each
+	// gets its own answer.
+	t.Run("token and account/one batch", func(t *testing.T) {
+		var reads []store.TokenRead
+		var want []int // index into both
+		for i, tt := range append(both[:1:1], both...) {
+			if !validUUIDString(tt.token) {
+				continue // refused before any batch
+			}
+			account := tt.account
+			if !validUUIDString(account) {
+				account = "" // read as NULL, as TokenAndAccount does
+			}
+			reads = append(reads, store.TokenRead{TokenID: tt.token, AccountID: account})
+			want = append(want, max(i-1, 0))
+		}
+		store.ReadTokens(ctx, db, reads)
+		for j, r := range reads {
+			tt := both[want[j]]
+			if tt.wantErr != nil {
+				if !errors.Is(r.Err, tt.wantErr) || r.Token != nil || r.Account != nil {
+					t.Errorf("%s: %v, %v, %v; want %v", tt.name, r.Token, r.Account, r.Err, tt.wantErr)
+				}
+				continue
+			}
+			if r.Err != nil || r.Token == nil || r.Token.ID != tt.token {
+				t.Errorf("%s: token %+v, %v", tt.name, r.Token, r.Err)
+			}
+			if got := ""; r.Account != nil {
+				got = r.Account.ID
+				if got != tt.wantAccount || r.Account.Policy == nil {
+					t.Errorf("%s: account %+v, want %s with its policy", tt.name, r.Account, tt.wantAccount)
+				}
+			} else if tt.wantAccount != "" {
+				t.Errorf("%s: no account, want %s", tt.name, tt.wantAccount)
+			}
+		}
+	})
 
 	// An account without its policy row (an invariant broken) is still
 	// found, so that its token authenticates, but carries no policy: the

@@ -7,20 +7,22 @@ import (
 	"time"
 )
 
-// Group commit.
+// Group commit, and group reads.
 //
-// Both writes of an issuance (the pending row before the signature, the
-// issued row after it) are made under load by many requests at once, and
-// most of their cost is per statement and per commit rather than per row: a
-// round trip that wakes a backend, executor start-up, CHECK constraints
-// compiled afresh for each statement, a WAL flush. So concurrent calls are
-// gathered into one statement and one commit: while one batch is being
-// written the calls that arrive queue up, and the next batch takes them all.
-// Nothing waits on a timer, so a lone call is written at once, exactly as
-// without the group.
+// Every issuance makes three statements: it reads the caller's token and
+// account, writes the pending row before the signature and the issued row
+// after it. Under load many requests make them at once, and most of their
+// cost is per statement (and per commit) rather than per row: a round trip
+// that wakes a backend, executor start-up, CHECK constraints compiled afresh
+// for each statement, a WAL flush. So concurrent calls are gathered into one
+// statement (and one commit): while one batch is being run the calls that
+// arrive queue up, and the next batch takes them all. Nothing waits on a
+// timer, so a lone call runs at once, exactly as without the group.
 //
-// What a caller is promised does not change: its call returns nil only after
-// the transaction holding its row has committed. The rows of one batch commit
+// What a caller is promised does not change: a read sees what was committed
+// when its batch ran, after the call began, as its own statement would have;
+// a write returns nil only after the transaction holding its row has
+// committed. The rows of one batch commit
 // or roll back together, but each gets its own answer; a flush function that
 // sees the batch statement fail for a reason that is not the database being
 // unreachable writes each row again on its own, so that one row the database
@@ -44,14 +46,14 @@ type groupCall[T any] struct {
 	lead bool          // set before wake is closed: write the next batch
 }
 
-// groupCommit gathers calls into batches that flush writes. One caller at a
-// time, the leader, writes a batch; when it is done it hands the lead to the
+// group gathers calls into batches that flush runs. One caller at a time,
+// the leader, runs a batch; when it is done it hands the lead to the
 // first caller that queued meanwhile, so no caller writes more than one
 // batch.
-type groupCommit[T any] struct {
-	// what names the write in errors.
+type group[T any] struct {
+	// what names the statement in errors.
 	what string
-	// flush writes a batch and sets every call's err.
+	// flush runs a batch and sets every call's err (and its results).
 	flush func(ctx context.Context, batch []*groupCall[T])
 
 	mu    sync.Mutex
@@ -60,7 +62,7 @@ type groupCommit[T any] struct {
 }
 
 // do queues in and returns when its batch has committed or failed.
-func (g *groupCommit[T]) do(ctx context.Context, in T) error {
+func (g *group[T]) do(ctx context.Context, in T) error {
 	c := &groupCall[T]{in: in, wake: make(chan struct{})}
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
@@ -107,7 +109,7 @@ func (g *groupCommit[T]) do(ctx context.Context, in T) error {
 
 // handOff passes the lead to the first caller that queued while batch was
 // written, or leaves the group idle, and wakes batch's other callers.
-func (g *groupCommit[T]) handOff(batch []*groupCall[T], leader *groupCall[T]) {
+func (g *group[T]) handOff(batch []*groupCall[T], leader *groupCall[T]) {
 	g.mu.Lock()
 	if len(g.queue) > 0 {
 		next := g.queue[0]

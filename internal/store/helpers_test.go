@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,4 +134,9 @@ func count(t testing.TB, db *store.DB, query string, args ...any) int {
 // createPending calls CreatePending for c with a stand-in first response.
 func createPending(ctx context.Context, f *fixture, c *pki.Certificate, ev pki.AuditEvent) error {
 	return f.db.CreatePending(ctx, c, firstResponse(c), ev)
+}
+
+// validUUIDString reports whether s looks like the UUIDs newUUID makes.
+func validUUIDString(s string) bool {
+	return len(s) == 36 && strings.Count(s, "-") == 4
 }

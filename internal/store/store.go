@@ -24,9 +24,10 @@ import (
 // DB is pkid's database: a pgx connection pool and the queries run on it. It
 // is safe for concurrent use.
 type DB struct {
-	pool    *pgxpool.Pool
-	issued  groupCommit[issuedRow]  // MarkIssued's group commit
-	pending groupCommit[pendingRow] // CreatePending's
+	pool       *pgxpool.Pool
+	issued     group[issuedRow]  // MarkIssued's group commit
+	pending    group[pendingRow] // CreatePending's
+	tokenReads group[tokenRead]  // TokenAndAccount's group read
 }
 
 // Option adjusts how Open connects.
@@ -91,6 +92,7 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*DB, error) 
 	db := &DB{pool: pool}
 	db.issued.what, db.issued.flush = "marking certificates issued", db.flushIssued
 	db.pending.what, db.pending.flush = "recording pending certificates", db.flushPending
+	db.tokenReads.what, db.tokenReads.flush = "reading tokens", db.readTokens
 	return db, nil
 }
 

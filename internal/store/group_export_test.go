@@ -57,3 +57,27 @@ func FlushPending(ctx context.Context, db *DB, rows []PendingRow) []error {
 	}
 	return errs
 }
+
+// TokenRead is one TokenAndAccount call for ReadTokens, and its results.
+type TokenRead struct {
+	TokenID, AccountID string
+	Token              *pki.Token
+	Account            *pki.Account
+	Err                error
+}
+
+// ReadTokens reads reads as one batch of TokenAndAccount's group read.
+func ReadTokens(ctx context.Context, db *DB, reads []TokenRead) {
+	batch := make([]*groupCall[tokenRead], len(reads))
+	for i, r := range reads {
+		in := tokenRead{tokenID: r.TokenID, token: new(*pki.Token), account: new(*pki.Account)}
+		if r.AccountID != "" {
+			in.accountID = r.AccountID
+		}
+		batch[i] = &groupCall[tokenRead]{in: in}
+	}
+	db.readTokens(ctx, batch)
+	for i, c := range batch {
+		reads[i].Token, reads[i].Account, reads[i].Err = *c.in.token, *c.in.account, c.err
+	}
+}
