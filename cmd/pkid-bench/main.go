@@ -72,6 +72,7 @@ func run() error {
 	dbConns := flag.Int("db-conns", 0, "database connections of the server under test (0: pkid serve's default, max(8, 4*GOMAXPROCS))")
 	withCeiling := flag.Bool("ceiling", true, "measure the in-process ceiling first (false: skip it, for quick comparisons)")
 	revocations := flag.Int("revocations", 100, "revocations whose visibility on a second node is measured (0 skips it)")
+	flag.BoolVar(&benchJobs, "jobs", true, "run pkid serve's background jobs during the end-to-end runs, the audit chain's linker among them (false: as a node without them, the chain unlinked)")
 	var hsm config.Config
 	flag.StringVar(&hsm.PKCS11Module, "pkcs11-module", "", "PKCS#11 library: generate and use the CA keys on an HSM token")
 	flag.StringVar(&hsm.PKCS11Token, "pkcs11-token", "", "the token's label (with -pkcs11-module)")
@@ -162,19 +163,26 @@ func run() error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var unlinked []string
 	for _, c := range concs {
 		res, err := endToEnd(ctx, cfg, meter, token, csrs, c, *duration, false, stages)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| on | %d | %.0f | %.1f | %.1f | %d | %.0f%% | %.0f | %.0f |\n", c, res.rate, ms(res.p50), ms(res.p99), res.errors, 100*res.rate/ceilLint, res.selfCPU, res.pgCPU)
+		fmt.Printf("| on | %d | %.0f | %.1f | %.1f | %d | %s | %.0f | %.0f |\n", c, res.rate, ms(res.p50), ms(res.p99), res.errors, ofCeiling(res.rate, ceilLint), res.selfCPU, res.pgCPU)
+		unlinked = append(unlinked, fmt.Sprintf("%d at concurrency %d", res.unlinked, c))
 	}
 	if *noLintConc > 0 {
 		res, err := endToEnd(ctx, cfg, meter, token, csrs, *noLintConc, *duration, true, nil)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| off | %d | %.0f | %.1f | %.1f | %d | %.0f%% | %.0f | %.0f |\n", *noLintConc, res.rate, ms(res.p50), ms(res.p99), res.errors, 100*res.rate/ceilNoLint, res.selfCPU, res.pgCPU)
+		fmt.Printf("| off | %d | %.0f | %.1f | %.1f | %d | %s | %.0f | %.0f |\n", *noLintConc, res.rate, ms(res.p50), ms(res.p99), res.errors, ofCeiling(res.rate, ceilNoLint), res.selfCPU, res.pgCPU)
+	}
+	if benchJobs {
+		fmt.Printf("\nBackground jobs of pkid serve running, the audit chain's linker among them; audit events not yet linked when each lint-on run ended: %s\n", strings.Join(unlinked, ", "))
+	} else {
+		fmt.Println("\nBackground jobs off (-jobs=false): the audit chain's linker did not run.")
 	}
 	if *revocations > 0 {
 		// Fresh CSRs: keyCompromise blocks each key it revokes.
@@ -229,6 +237,18 @@ func printTableStats(ctx context.Context, dbURL string) error {
 
 // benchDBConns is -db-conns.
 var benchDBConns int
+
+// benchJobs is -jobs.
+var benchJobs bool
+
+// ofCeiling formats rate as a share of ceiling, or "–" when the ceiling was
+// not measured.
+func ofCeiling(rate, ceiling float64) string {
+	if math.IsNaN(ceiling) || ceiling == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", 100*rate/ceiling)
+}
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
@@ -327,6 +347,9 @@ type result struct {
 	// CPU microseconds per certificate: this process (server and load
 	// generator) and the Postgres processes (see cpuMeter).
 	selfCPU, pgCPU float64
+	// unlinked is how many audit events the chain's linker had yet to link
+	// when the run ended.
+	unlinked int64
 }
 
 // endToEnd serves a fresh App on a loopback listener and drives it with c
@@ -344,6 +367,20 @@ func endToEnd(ctx context.Context, cfg config.Config, meter cpuMeter, token stri
 		return result{}, err
 	}
 	defer a.Close()
+	if benchJobs {
+		// Everything a serving node runs beside its handlers, as pkid serve
+		// does: the audit chain's linker, the OCSP and CRL jobs.
+		jobsCtx, stopJobs := context.WithCancel(ctx)
+		jobsDone := make(chan struct{})
+		go func() {
+			defer close(jobsDone)
+			a.RunJobs(jobsCtx)
+		}()
+		defer func() {
+			stopJobs()
+			<-jobsDone
+		}()
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return result{}, err
@@ -374,14 +411,19 @@ func endToEnd(ctx context.Context, cfg config.Config, meter cpuMeter, token stri
 	if len(lat) == 0 {
 		return result{}, errors.New("no request succeeded")
 	}
+	head, err := a.DB.AuditChainHead(ctx)
+	if err != nil {
+		return result{}, err
+	}
 	n := float64(len(lat))
 	return result{
-		rate:    n / d.Seconds(),
-		p50:     lat[len(lat)/2],
-		p99:     lat[len(lat)*99/100],
-		errors:  errs,
-		selfCPU: float64((after.self - before.self).Microseconds()) / n,
-		pgCPU:   float64((after.postgres - before.postgres).Microseconds()) / n,
+		unlinked: head.Unlinked,
+		rate:     n / d.Seconds(),
+		p50:      lat[len(lat)/2],
+		p99:      lat[len(lat)*99/100],
+		errors:   errs,
+		selfCPU:  float64((after.self - before.self).Microseconds()) / n,
+		pgCPU:    float64((after.postgres - before.postgres).Microseconds()) / n,
 	}, nil
 }
 
