@@ -46,6 +46,24 @@ func goCSR(t *testing.T, cn string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return goCSRWithKey(t, cn, k)
+}
+
+// smallKeyCSR makes a P-256 CSR whose private key is the scalar 1: its
+// public key is the generator, and anyone can sign with it.
+func smallKeyCSR(t *testing.T) string {
+	t.Helper()
+	scalar := make([]byte, 32)
+	scalar[31] = 1
+	k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), scalar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return goCSRWithKey(t, "client.test", k)
+}
+
+func goCSRWithKey(t *testing.T, cn string, k *ecdsa.PrivateKey) string {
+	t.Helper()
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, k)
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +128,7 @@ func TestRefusedRequests(t *testing.T) {
 		{"RSA e=3", "", jsonBody(t, map[string]any{"csr": opensslCSRWith(t, []string{"-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-pkeyopt", "rsa_keygen_pubexp:3"})}), 400, "badPublicKey"},
 		{"P-224", "", jsonBody(t, map[string]any{"csr": opensslCSRWith(t, []string{"-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-224"})}), 400, "badPublicKey"},
 		{"Ed25519", "", jsonBody(t, map[string]any{"csr": opensslCSRWith(t, []string{"-algorithm", "ED25519"})}), 400, "badPublicKey"},
+		{"ECDSA private key 1", "", jsonBody(t, map[string]any{"csr": smallKeyCSR(t)}), 400, "badPublicKey"},
 		{"CA:TRUE requested", "", jsonBody(t, map[string]any{"csr": opensslCSRWith(t, p256, "-addext", "basicConstraints=critical,CA:TRUE")}), 400, "badCSR"},
 		{"serverAuth requested", "", jsonBody(t, map[string]any{"csr": opensslCSRWith(t, p256, "-addext", "extendedKeyUsage=serverAuth")}), 400, "badCSR"},
 		{"IP SAN", "", jsonBody(t, map[string]any{"csr": opensslCSRWith(t, p256, "-addext", "subjectAltName=IP:10.0.0.1")}), 400, "badCSR"},
@@ -120,6 +139,8 @@ func TestRefusedRequests(t *testing.T) {
 		{"no identifiers", "", jsonBody(t, map[string]any{"csr": goCSR(t, "")}), 400, "badCSR"},
 		{"wildcard without grant", "", jsonBody(t, map[string]any{"csr": opensslCSRWith(t, p256, "-addext", "subjectAltName=DNS:*.wild.test")}), 403, "rejectedIdentifier"},
 	}
+	// Refusals whose detail must name the reason, not just the kind.
+	wantDetail := map[string]string{"ECDSA private key 1": "private key is at most 2^16"}
 	if len(cases) < 20 {
 		t.Fatalf("only %d cases", len(cases))
 	}
@@ -161,6 +182,9 @@ func TestRefusedRequests(t *testing.T) {
 			}
 			if c.kind != "" && p.Type != "urn:pkid:error:"+c.kind {
 				t.Errorf("type %q, want kind %s", p.Type, c.kind)
+			}
+			if want := wantDetail[c.name]; !strings.Contains(p.Detail, want) {
+				t.Errorf("detail %q does not say %q", p.Detail, want)
 			}
 			if strings.Contains(p.Detail, "MIGHAgEA") {
 				t.Errorf("the detail echoes the submitted key material")

@@ -2,7 +2,6 @@ package lint
 
 import (
 	"crypto"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -201,32 +200,6 @@ func TestCertificate(t *testing.T) {
 				t.Errorf("failed lints %v do not include %s", lerr.Lints, tc.want)
 			}
 		})
-	}
-}
-
-// TestCertificateSmallECDSAKey checks that e_ecdsa_small_private_key runs with
-// pkid's configuration: a public key whose private scalar is 200 (the kind of
-// key the compromised eMudhra intermediates had) is refused.
-func TestCertificateSmallECDSAKey(t *testing.T) {
-	l := testLinter(t)
-	f := testFixture(t)
-	scalar := make([]byte, 32)
-	scalar[31] = 200
-	weak, err := ecdh.P256().NewPrivateKey(scalar)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), weak.PublicKey().Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, f.clientTemplate(), f.caCert, pub, f.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lerr *Error
-	if err := l.Certificate(der); !errors.As(err, &lerr) || !slices.Contains(lerr.Lints, "e_ecdsa_small_private_key") {
-		t.Fatalf("Certificate = %v, want *Error naming e_ecdsa_small_private_key", err)
 	}
 }
 

@@ -185,6 +185,9 @@ func keyCases() []csrCase {
 		{id: "C-12", name: "RSA modulus divisible by 3", csr: func(t testing.TB) string { return spkiCSR(t, rsaSPKI(t, multipleOf(3), 65537)) }, kind: pki.KindBadPublicKey},
 		{id: "C-12", name: "RSA modulus divisible by 751", csr: func(t testing.TB) string { return spkiCSR(t, rsaSPKI(t, multipleOf(751), 65537)) }, kind: pki.KindBadPublicKey},
 		{id: "C-14", name: "ROCA key", csr: func(t testing.TB) string { return spkiCSR(t, fixtureSPKI(t, "roca-rsa2048.pub.pem")) }, kind: pki.KindBadPublicKey},
+		{id: "C-14", name: "ECDSA private key 2^16", csr: func(t testing.TB) string {
+			return csrPEM(csrDER(t, names("client"), scalarKey(t, elliptic.P256(), big.NewInt(1<<16))))
+		}, kind: pki.KindBadPublicKey},
 		{id: "C-15", name: "Fermat-factorable RSA key", csr: func(t testing.TB) string { return spkiCSR(t, rsaSPKI(t, fermatModulus(), 65537)) }, kind: pki.KindBadPublicKey},
 		{id: "C-16", name: "P-224", csr: func(t testing.TB) string { return csrPEM(csrDER(t, names("client"), keyP224())) }, kind: pki.KindBadPublicKey},
 		{id: "C-16", name: "P-521", csr: func(t testing.TB) string { return csrPEM(csrDER(t, names("client"), keyP521())) }, kind: pki.KindBadPublicKey},
