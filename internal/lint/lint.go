@@ -13,6 +13,7 @@ package lint
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -83,14 +84,14 @@ SubscriberCRL = false
 type Linter struct {
 	config      zl.Configuration // empty: zlint's defaults
 	caCRLConfig zl.Configuration
-	certs       []*zl.CertificateLint
+	certs       []certLint
 	crls        []*zl.RevocationListLint
 	// notTLSServer is certs without the CA/B Forum TLS BR lints that zlint
 	// itself answers NA for certificates that cannot authenticate a TLS
 	// server (client-only leaves, OCSP responders): the same rule, applied
 	// once per certificate instead of once per lint, which saves about a
 	// tenth of the cost of linting a client certificate.
-	notTLSServer []*zl.CertificateLint
+	notTLSServer []certLint
 	// disabled makes every check pass without looking: see Disabled.
 	disabled bool
 }
@@ -124,8 +125,18 @@ func New() (*Linter, error) {
 	l := &Linter{
 		config:      cfg,
 		caCRLConfig: caCRLCfg,
-		certs:       reg.CertificateLints().Lints(),
 		crls:        reg.RevocationListLints().Lints(),
+	}
+	for _, c := range reg.CertificateLints().Lints() {
+		cl := certLint{CertificateLint: c}
+		inst := c.Lint()
+		if _, reviewed := reviewedLints[c.Name]; (reviewed || !hasFields(inst)) && !filteredByUse(c) {
+			cl.shared = inst
+			if err := cfg.MaybeConfigure(inst, c.Name); err != nil {
+				return nil, fmt.Errorf("lint: configuring %s: %w", c.Name, err)
+			}
+		}
+		l.certs = append(l.certs, cl)
 	}
 	for _, c := range l.certs {
 		if c.Source != zl.CABFBaselineRequirements || c.OverrideFrameworkFilter {
@@ -167,17 +178,22 @@ func (l *Linter) Certificate(der []byte) error {
 	if err != nil {
 		return &Error{Subject: "certificate", Lints: []string{"x509_parse"}, Details: map[string]string{"x509_parse": err.Error()}}
 	}
-	lints := l.certs
-	if !util.IsServerAuthCert(cert) {
-		// The condition of zlint's framework filter for BR lints
-		// (lint.CertificateLint.execute).
-		lints = l.notTLSServer
-	}
 	e := &Error{Subject: "certificate"}
-	for _, lint := range lints {
-		e.add(lint.Name, lint.Execute(cert, l.config))
+	for _, lint := range l.lintsFor(cert) {
+		e.add(lint.Name, lint.run(cert, l.config))
 	}
 	return e.orNil()
+}
+
+// lintsFor returns the lints that Certificate runs on cert: all of them for a
+// certificate that can authenticate a TLS server, and otherwise those that
+// zlint's framework filter for BR lints (lint.CertificateLint.execute) does
+// not answer NA for.
+func (l *Linter) lintsFor(cert *x509.Certificate) []certLint {
+	if util.IsServerAuthCert(cert) {
+		return l.certs
+	}
+	return l.notTLSServer
 }
 
 // PrivateServerCertificate lints the certificate of pkid's own TLS listener:
@@ -196,9 +212,92 @@ func (l *Linter) PrivateServerCertificate(der []byte) error {
 	}
 	e := &Error{Subject: "certificate"}
 	for _, lint := range l.notTLSServer {
-		e.add(lint.Name, lint.Execute(cert, l.config))
+		e.add(lint.Name, lint.run(cert, l.config))
 	}
 	return e.orNil()
+}
+
+// reviewedLints are the certificate lints with fields whose one instance,
+// built (and, for those that take options, configured) once in New, every
+// certificate shares; each was read (zlint v3.7.3) for writes to its own
+// fields, and none writes: their CheckApplies and Execute only read option
+// fields (Skip, Rounds, CrossCert, or the *CABFBaselineRequirementsConfig
+// that MaybeConfigure fills in), a compiled regexp or a constant bound.
+//
+// zlint's CertificateLint.Execute builds a new instance of every lint for
+// every certificate and configures it (Configuration.MaybeConfigure: a type
+// assertion for each lint, reflection over the fields and the TOML tree for
+// those that take options), which costs several µs per certificate for a
+// result that never changes. A shared instance must never be written to,
+// since certificates are linted on many goroutines at once. Lints whose
+// instance has no fields at all (all but nine of the 314 that pkid runs with
+// zlint v3.7.3) have nothing to write to and are shared without review. A
+// lint with fields that a later zlint adds is not shared until it has been
+// read and listed here (TestSharedLintsReviewed fails to say so); meanwhile
+// it runs through zlint's own Execute.
+var reviewedLints = map[string]struct{}{
+	"e_subj_contains_html_entities":      {},
+	"e_rsa_fermat_factorization":         {},
+	"e_subj_orgunit_in_ca_cert":          {},
+	"e_ca_organization_name_missing":     {},
+	"e_ca_multiple_reserved_policy_oids": {},
+	"e_ca_common_name_missing":           {},
+	"e_ca_country_name_invalid":          {},
+	"e_dnsname_bad_character_in_label":   {},
+	"w_rsa_public_exponent_not_in_range": {},
+}
+
+// hasFields reports whether a lint instance has any state: a struct, or a
+// pointer to one, of non-zero size.
+func hasFields(inst zl.CertificateLintInterface) bool {
+	t := reflect.TypeOf(inst)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Size() != 0
+}
+
+// filteredByUse reports whether zlint's framework filter answers NA for c
+// on certificates of another use by a rule that certLint.run does not
+// repeat: the S/MIME and code-signing BRs, both in ExcludedSources today.
+// Such a lint, if it is ever run, goes through zlint's own Execute.
+func filteredByUse(c *zl.CertificateLint) bool {
+	return !c.OverrideFrameworkFilter &&
+		(c.Source == zl.CABFSMIMEBaselineRequirements || c.Source == zl.CABFCSBaselineRequirements)
+}
+
+// certLint is one certificate lint as a Linter runs it.
+type certLint struct {
+	*zl.CertificateLint
+	// shared is the lint's one configured instance, or nil for a lint with
+	// fields that is not in reviewedLints, or one that filteredByUse.
+	shared zl.CertificateLintInterface
+}
+
+// run runs the lint on cert with zlint's rules (lint.CertificateLint.Execute):
+// a panic is Fatal; a lint whose CheckApplies is false answers NA; one not in
+// effect at cert's notBefore (CheckEffective) answers NE; otherwise Execute
+// answers. Lints without a shared instance go through zlint's Execute itself.
+// zlint's framework filter, which answers NA for CA/B Forum TLS BR lints on
+// certificates that cannot authenticate a TLS server, is not repeated: the
+// callers apply it by choosing between certs and notTLSServer; lints with
+// filters of other kinds are never shared (filteredByUse).
+func (c certLint) run(cert *x509.Certificate, cfg zl.Configuration) (r *zl.LintResult) {
+	if c.shared == nil {
+		return c.Execute(cert, cfg)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			r = &zl.LintResult{Status: zl.Fatal, Details: fmt.Sprintf("'%s' panicked. Error: %v", c.Name, p)}
+		}
+	}()
+	if !c.shared.CheckApplies(cert) {
+		return &zl.LintResult{Status: zl.NA}
+	}
+	if !c.CheckEffective(cert) {
+		return &zl.LintResult{Status: zl.NE}
+	}
+	return c.shared.Execute(cert)
 }
 
 // CRL lints a DER certificate revocation list (RFC 5280 §5) that covers
