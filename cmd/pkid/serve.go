@@ -10,6 +10,7 @@ import (
 
 	"github.com/pkid/pkid/internal/app"
 	"github.com/pkid/pkid/internal/config"
+	"github.com/pkid/pkid/internal/policy"
 	"github.com/pkid/pkid/internal/server"
 )
 
@@ -67,6 +68,7 @@ func cmdServe(ctx context.Context, env config.Getenv, args []string, stderr io.W
 		"root_sha256", a.Hierarchy.RootFingerprint(), "intermediate", a.Hierarchy.Intermediate().Cert.Subject.String(),
 		"pkcs11_token", cfg.PKCS11Token)
 	go a.RunJobs(ctx)
+	go policy.PrepareKeyChecks()
 
 	errc := make(chan error, len(serving))
 	for _, run := range serving {

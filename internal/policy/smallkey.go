@@ -53,6 +53,15 @@ var (
 	})
 )
 
+// PrepareKeyChecks builds the small-key tables now rather than on the first
+// CSR of each curve, which would otherwise wait for them (a few hundred
+// milliseconds). pkid serve calls it in the background at start; tests and
+// one-shot commands never need to.
+func PrepareKeyChecks() {
+	smallKeysP256()
+	smallKeysP384()
+}
+
 // smallPrivateKey reports whether point, the uncompressed encoding of a
 // public key that checkECDSA has validated on curve c, is d·G or −d·G for
 // some 1 ≤ d ≤ 2^smallKeyBits. It builds the curve's table on first use.
