@@ -27,12 +27,12 @@ type certificateJSON struct {
 	RenewedFrom       string     `json:"renewed_from,omitempty"`
 }
 
-func certificateView(c *pki.Certificate, chainPEM []byte, now time.Time) certificateJSON {
+func certificateView(c *pki.Certificate, chainPEM string, now time.Time) certificateJSON {
 	v := certificateJSON{
 		Serial:            c.Serial.String(),
 		Status:            c.StatusAt(now),
 		Certificate:       string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER})),
-		Chain:             string(chainPEM),
+		Chain:             chainPEM,
 		NotBefore:         c.NotBefore.UTC(),
 		NotAfter:          c.NotAfter.UTC(),
 		FingerprintSHA256: hex.EncodeToString(c.FingerprintSHA256),

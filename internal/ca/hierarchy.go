@@ -89,16 +89,18 @@ func (h *Hierarchy) OCSPSignerFor(issuerID string) *issuance.Issuer {
 // ChainPEM returns the current intermediate then the root, PEM encoded: what
 // a client of the current intermediate presents after its own certificate
 // (GET /ca/chain.pem).
-func (h *Hierarchy) ChainPEM() []byte { return h.chainPEM(h.Intermediate().Cert) }
+func (h *Hierarchy) ChainPEM() []byte { return []byte(h.ChainPEMFor(h.Intermediate().ID)) }
 
 // ChainPEMFor returns the chain of the certificates issued by issuerID: that
-// intermediate (live or retired) then the root. It falls back to ChainPEM
-// for an issuer this node has never seen, which cannot be in its database.
-func (h *Hierarchy) ChainPEMFor(issuerID string) []byte {
-	if c := h.set.Load().all[issuerID]; c != nil {
-		return h.chainPEM(c)
+// intermediate (live or retired) then the root, PEM encoded. It falls back
+// to the current intermediate's chain for an issuer this node has never
+// seen, which cannot be in its database.
+func (h *Hierarchy) ChainPEMFor(issuerID string) string {
+	set := h.set.Load()
+	if c, ok := set.chains[issuerID]; ok {
+		return c
 	}
-	return h.ChainPEM()
+	return set.chains[set.live[0].Issuer.ID]
 }
 
 // BundlePEM returns every live intermediate, newest first, then the root:
@@ -113,9 +115,10 @@ func (h *Hierarchy) BundlePEM() []byte {
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.root.Raw})...)
 }
 
-func (h *Hierarchy) chainPEM(inter *x509.Certificate) []byte {
+// chainPEM returns inter then root, PEM encoded.
+func chainPEM(inter, root *x509.Certificate) string {
 	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw})
-	return append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.root.Raw})...)
+	return string(append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw})...))
 }
 
 // RootID returns the root's issuer ID (the hex SHA-256 of its certificate).
@@ -345,7 +348,7 @@ func LoadHierarchy(ctx context.Context, st HierarchyStore, keys KeyStore, now ti
 	if err != nil {
 		return nil, fmt.Errorf("ca: parsing root: %w", err)
 	}
-	set, err := loadIntermediates(ctx, st, recs, nil, keys, now)
+	set, err := loadIntermediates(ctx, st, root, recs, nil, keys, now)
 	if err != nil {
 		return nil, err
 	}

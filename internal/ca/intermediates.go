@@ -37,9 +37,13 @@ func (in *Intermediate) IssuerPath() string { return issuance.IssuerPath(in.Gene
 
 // intermediateSet is what a Hierarchy has loaded at one time.
 type intermediateSet struct {
-	live  []*Intermediate              // newest generation first; live[0] is current
-	certs []*x509.Certificate          // live's certificates, in the same order
-	all   map[string]*x509.Certificate // every intermediate by ID, retired ones too
+	live  []*Intermediate     // newest generation first; live[0] is current
+	certs []*x509.Certificate // live's certificates, in the same order
+	// chains holds, for every intermediate by ID (retired ones too), the
+	// chain of the certificates it issued: it then the root, PEM encoded.
+	// Every certificate response carries one, and they change only with
+	// the set, so they are encoded once per set rather than per response.
+	chains map[string]string
 }
 
 func (s *intermediateSet) byID(id string) *Intermediate {
@@ -89,7 +93,7 @@ func (h *Hierarchy) reloadLocked(ctx context.Context, st HierarchyStore, keys Ke
 		return false, err
 	}
 	prev := h.set.Load()
-	next, err := loadIntermediates(ctx, st, recs, prev, keys, now)
+	next, err := loadIntermediates(ctx, st, h.root, recs, prev, keys, now)
 	if err != nil {
 		return false, err
 	}
@@ -112,7 +116,7 @@ func sameSet(a, b *intermediateSet) bool {
 // the keys prev has open (prev may be nil). Superseded intermediates that
 // have expired are left out: they cannot sign, and every certificate they
 // issued has expired with them (the retirement job retires them).
-func loadIntermediates(ctx context.Context, st HierarchyStore, recs []*pki.IssuerRecord, prev *intermediateSet, keys KeyStore, now time.Time) (*intermediateSet, error) {
+func loadIntermediates(ctx context.Context, st HierarchyStore, root *x509.Certificate, recs []*pki.IssuerRecord, prev *intermediateSet, keys KeyStore, now time.Time) (*intermediateSet, error) {
 	opened := map[string]*issuance.Issuer{}
 	if prev != nil {
 		for _, in := range prev.live {
@@ -127,7 +131,7 @@ func loadIntermediates(ctx context.Context, st HierarchyStore, recs []*pki.Issue
 		return openIssuer(rec, keys, now)
 	}
 
-	set := &intermediateSet{all: map[string]*x509.Certificate{}}
+	set := &intermediateSet{chains: map[string]string{}}
 	current := 0
 	for _, rec := range recs {
 		if rec.Kind != pki.IssuerIntermediate {
@@ -173,11 +177,13 @@ func loadIntermediates(ctx context.Context, st HierarchyStore, recs []*pki.Issue
 	})
 	for _, in := range set.live {
 		set.certs = append(set.certs, in.Issuer.Cert)
-		set.all[in.Issuer.ID] = in.Issuer.Cert
 	}
 	if prev != nil && sameSet(prev, set) {
-		set.all = prev.all
+		set.chains = prev.chains
 		return set, nil
+	}
+	for _, in := range set.live {
+		set.chains[in.Issuer.ID] = chainPEM(in.Issuer.Cert, root)
 	}
 	retired, err := st.RetiredIntermediates(ctx)
 	if err != nil {
@@ -188,7 +194,7 @@ func loadIntermediates(ctx context.Context, st HierarchyStore, recs []*pki.Issue
 		if err != nil {
 			return nil, fmt.Errorf("ca: parsing retired intermediate %s: %w", rec.ID, err)
 		}
-		set.all[rec.ID] = c
+		set.chains[rec.ID] = chainPEM(c, root)
 	}
 	return set, nil
 }
