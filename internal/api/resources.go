@@ -1,8 +1,9 @@
 package api
 
 import (
+	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
+	"strings"
 	"time"
 
 	"github.com/pkid/pkid/internal/pki"
@@ -31,7 +32,7 @@ func certificateView(c *pki.Certificate, chainPEM string, now time.Time) certifi
 	v := certificateJSON{
 		Serial:            c.Serial.String(),
 		Status:            c.StatusAt(now),
-		Certificate:       string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER})),
+		Certificate:       pemString("CERTIFICATE", c.DER),
 		Chain:             chainPEM,
 		NotBefore:         c.NotBefore.UTC(),
 		NotAfter:          c.NotAfter.UTC(),
@@ -53,6 +54,29 @@ func certificateView(c *pki.Certificate, chainPEM string, now time.Time) certifi
 		v.RenewedFrom = c.RenewedFrom.String()
 	}
 	return v
+}
+
+// pemString returns what pem.EncodeToMemory returns for a block of type typ
+// holding der, without headers, as a string built in one allocation: every
+// certificate response carries one, and encoding/pem's writer chain costs
+// several allocations and a copy more.
+func pemString(typ string, der []byte) string {
+	const lineLen = 64 // encoding/pem's line length: 48 bytes of der a line
+	begin, end := "-----BEGIN "+typ+"-----\n", "-----END "+typ+"-----\n"
+	n := base64.StdEncoding.EncodedLen(len(der))
+	var sb strings.Builder
+	sb.Grow(len(begin) + n + (n+lineLen-1)/lineLen + len(end))
+	sb.WriteString(begin)
+	var line [lineLen]byte
+	for len(der) > 0 {
+		chunk := der[:min(len(der), lineLen/4*3)]
+		der = der[len(chunk):]
+		base64.StdEncoding.Encode(line[:], chunk)
+		sb.Write(line[:base64.StdEncoding.EncodedLen(len(chunk))])
+		sb.WriteByte('\n')
+	}
+	sb.WriteString(end)
+	return sb.String()
 }
 
 // accountJSON is the account object of CONTRACT.md.
