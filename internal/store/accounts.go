@@ -260,9 +260,13 @@ type tokenRead struct {
 // The account joins are outer: an account that does not exist is no account,
 // not a missing token; a missing policy row must not make the account look
 // missing (a 401), but fail issuance closed as it does when the policy is read
-// on its own.
+// on its own. The ids travel as text[] and become uuid[] in the statement:
+// pgx has no binary encoding of a Go string as a uuid, and for a uuid[]
+// parameter it first tries one, fails, formats an error holding the whole
+// array, and only then sends text, which cost more than the rest of the
+// statement's encoding.
 var tokenAndAccountSQL = `SELECT ` + tokenColumnsOf("t") + `, ` + accountPolicyColumns + `, i.ord
-	FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS i(token_id, account_id, ord)
+	FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) WITH ORDINALITY AS i(token_id, account_id, ord)
 	JOIN tokens t ON t.id = i.token_id
 	LEFT JOIN accounts a ON a.id = i.account_id
 	LEFT JOIN account_policies p ON p.account_id = a.id`
