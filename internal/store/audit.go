@@ -140,9 +140,12 @@ func detailJSON(detail map[string]any) ([]byte, error) {
 	if detail == nil {
 		return []byte("{}"), nil
 	}
-	doc, err := json.Marshal(detail)
-	if err != nil {
-		return nil, fmt.Errorf("store: encoding audit detail: %w", err)
+	doc, ok := appendDetail(make([]byte, 0, 512), detail)
+	if !ok {
+		var err error
+		if doc, err = json.Marshal(detail); err != nil {
+			return nil, fmt.Errorf("store: encoding audit detail: %w", err)
+		}
 	}
 	return replaceEscapedNUL(doc), nil
 }
