@@ -179,6 +179,21 @@ func newEntry(r *pki.OCSPResponse) (*entry, error) {
 	return e, nil
 }
 
+// sameResponse reports whether r holds e's response: the same DER, issuer
+// and validity interval, whatever r's UpdatedAt.
+func (e *entry) sameResponse(r *pki.OCSPResponse) bool {
+	return e.issuerID == r.IssuerID && e.thisUpdate.Equal(r.ThisUpdate) && e.nextUpdate.Equal(r.NextUpdate) &&
+		bytes.Equal(e.der, r.DER)
+}
+
+// restamped returns the entry newEntry would make from r, which holds e's
+// response (sameResponse), reusing what e computed from the same bytes.
+func (e *entry) restamped(r *pki.OCSPResponse) *entry {
+	return &entry{key: e.key, issuerID: r.IssuerID, der: e.der, revoked: e.revoked,
+		thisUpdate: r.ThisUpdate, nextUpdate: r.NextUpdate, updatedAt: r.UpdatedAt,
+		etag: e.etag, lastModified: e.lastModified, expires: e.expires, contentLength: e.contentLength}
+}
+
 // bodyHeaders returns the ETag (a strong validator: a hash of the body) and
 // Content-Length of a response body.
 func bodyHeaders(der []byte) (etag, contentLength []string) {

@@ -69,6 +69,54 @@ func TestInstallKeepsTheNewest(t *testing.T) {
 	}
 }
 
+// TestInstallStoredReadBack follows one serial's responses as catch-ups
+// read them back, again and again within the margin: a response the cache
+// holds already is restamped with the database's UpdatedAt, never made
+// older, and a newer one replaces it.
+func TestInstallStoredReadBack(t *testing.T) {
+	t.Parallel()
+	h := testHierarchy(t)
+	c := ocsp.NewCache(memoryStore{}, ocsp.CacheOptions{})
+	ctx := context.Background()
+	serial := pki.MustNewSerial()
+	t0 := time.Now().Truncate(time.Microsecond)
+	atIssuance := h.response(t, serial, status{}) // installed before its write is read back
+	stored := *atIssuance
+	stored.DER = bytes.Clone(atIssuance.DER)
+	stored.UpdatedAt = t0
+	earlier := stored
+	earlier.UpdatedAt = t0.Add(-time.Second)
+	revoked := h.response(t, serial, status{revokedAt: t0, reason: pki.ReasonSuperseded})
+	revoked.UpdatedAt = t0.Add(time.Second)
+
+	c.Install(atIssuance)
+	steps := []struct {
+		name      string
+		read      *pki.OCSPResponse
+		want      *pki.OCSPResponse
+		updatedAt time.Time
+	}{
+		{"the issuance's, read back", &stored, atIssuance, t0},
+		{"read back again", &stored, atIssuance, t0},
+		{"stamped earlier", &earlier, atIssuance, t0},
+		{"revocation", revoked, revoked, revoked.UpdatedAt},
+		{"the good one, late", &stored, revoked, revoked.UpdatedAt},
+	}
+	for _, s := range steps {
+		if !c.InstallStored(s.read) {
+			t.Fatalf("%s: not installed", s.name)
+		}
+		got, err := c.Lookup(ctx, serial)
+		if err != nil {
+			t.Fatalf("%s: Lookup: %v", s.name, err)
+		}
+		if !bytes.Equal(got.DER, s.want.DER) || !got.UpdatedAt.Equal(s.updatedAt) ||
+			!got.ThisUpdate.Equal(s.want.ThisUpdate) || !got.NextUpdate.Equal(s.want.NextUpdate) || got.IssuerID != s.want.IssuerID {
+			t.Errorf("%s: Lookup = %+v, want the response of %+v stamped %v", s.name, got, s.want, s.updatedAt)
+		}
+	}
+}
+
 func TestInstallRefusesWhatCannotBeServed(t *testing.T) {
 	t.Parallel()
 	h := testHierarchy(t)

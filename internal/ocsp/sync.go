@@ -122,7 +122,24 @@ func (c *Cache) load(ctx context.Context) (int, error) {
 
 // installStored installs a response read from the database, logging (with
 // a rate limit) one that cannot be served.
+//
+// Most of what a catch-up reads is already held: every response this node
+// signed at issuance was installed before its write was read back, and
+// each catch-up reads again the last CatchUpMargin of writes. Such a
+// response differs from the entry at most in its UpdatedAt, so it skips
+// newEntry's parse, hash and formatting; the cache ends as newEntry and put
+// would leave it.
 func (c *Cache) installStored(r *pki.OCSPResponse) bool {
+	if k, ok := keyFromSerial(r.Serial); ok {
+		if cur := c.get(k); cur != nil && cur.sameResponse(r) {
+			if r.UpdatedAt.After(cur.updatedAt) {
+				c.put(cur.restamped(r))
+			} else {
+				c.neg.forget(k)
+			}
+			return true
+		}
+	}
 	e, err := newEntry(r)
 	if err != nil {
 		c.errLog.log(c.opts.Log, c.opts.Now(), "stored OCSP response cannot be served", "serial", r.Serial, "error", err)
