@@ -87,6 +87,21 @@ type auditArrays struct {
 	details                     []string
 }
 
+// newAuditArrays returns auditArrays with room for n events, so that a
+// batch's columns are allocated once rather than grown row by row.
+func newAuditArrays(n int) *auditArrays {
+	return &auditArrays{
+		occurred: make([]*time.Time, 0, n),
+		actors:   make([]string, 0, n),
+		actions:  make([]string, 0, n),
+		outcomes: make([]string, 0, n),
+		accounts: make([]*string, 0, n),
+		serials:  make([]*string, 0, n),
+		requests: make([]*string, 0, n),
+		details:  make([]string, 0, n),
+	}
+}
+
 // add appends one event, given as the parameters auditArgs returns.
 func (a *auditArrays) add(args []any) {
 	var occurred *time.Time

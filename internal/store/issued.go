@@ -103,7 +103,7 @@ func (db *DB) markIssuedBatch(ctx context.Context, batch []*groupCall[issuedRow]
 	n := len(batch)
 	serials := make([]string, n)
 	ders, fps := make([][]byte, n), make([][]byte, n)
-	var audit auditArrays
+	audit := newAuditArrays(n)
 	index, err := serialIndex(batch, func(r issuedRow) pki.Serial { return r.serial })
 	if err != nil {
 		return err

@@ -273,7 +273,10 @@ func scanPending(br pgx.BatchResults, rows []pendingRow, errs []error) error {
 // array per column.
 func pendingArrays(rows []pendingRow) []any {
 	cols := make([][]any, len(pendingColumns))
-	var audit auditArrays
+	for j := range cols {
+		cols[j] = make([]any, 0, len(rows))
+	}
+	audit := newAuditArrays(len(rows))
 	for _, r := range rows {
 		for j, v := range r.values() {
 			cols[j] = append(cols[j], v)
