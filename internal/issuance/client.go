@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
@@ -17,6 +16,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/pkid/pkid/internal/lint"
 	"github.com/pkid/pkid/internal/pki"
@@ -123,8 +125,49 @@ func (i *Issuer) Prepare(p ClientProfile, req ClientRequest, l *lint.Linter) (*P
 }
 
 // prepareClient is Prepare with any linter; benchmarks measure the cost of
-// everything but zlint through it.
+// everything but zlint through it. The tbsCertificate is pkid's own encoding
+// (encodeClientTBS), except when a test has set the profile's mutate hook,
+// which only a template can honour.
 func (i *Issuer) prepareClient(p ClientProfile, req ClientRequest, l certLinter) (*Prepared, error) {
+	c, err := i.clientContent(p, req)
+	if err != nil {
+		return nil, err
+	}
+	if p.mutate != nil {
+		tmpl := c.template()
+		p.mutate(tmpl)
+		return i.prepare(tmpl, req.PublicKey, l)
+	}
+	tbs, err := i.encodeClientTBS(c)
+	if err != nil {
+		return nil, err
+	}
+	return i.prepareTBS(tbs, req.Serial, l)
+}
+
+// clientContent is what a client certificate says, decided by the profile
+// from a checked request. It has two encodings that must agree byte for
+// byte: encodeClientTBS, which issuance uses, and template, the
+// x509.Certificate from which x509.CreateCertificate builds the same
+// tbsCertificate (captureTBS), the reference TestClientTBSMatchesX509 holds
+// the first to. A field added here must go into both.
+type clientContent struct {
+	serial                *big.Int
+	commonName            string // empty: no CN
+	organization          string // empty: no O
+	notBefore, notAfter   time.Time
+	publicKey             crypto.PublicKey
+	spki                  []byte // DER SubjectPublicKeyInfo of publicKey
+	ski                   []byte // its key identifier (subjectKeyID)
+	ocspURL, caIssuersURL string
+	crlURL                string
+	dnsNames              []string
+	uris                  []*url.URL // the account's URI first
+}
+
+// clientContent applies the profile to req, refusing what it cannot
+// certify.
+func (i *Issuer) clientContent(p ClientProfile, req ClientRequest) (*clientContent, error) {
 	if i.Cert == nil || i.sigAlg == x509.UnknownSignatureAlgorithm {
 		return nil, errors.New("issuance: issuer not made by NewIssuer")
 	}
@@ -159,34 +202,50 @@ func (i *Issuer) prepareClient(p ClientProfile, req ClientRequest, l certLinter)
 	if err := p.checkValidity(req.NotBefore, req.NotAfter, i.Cert); err != nil {
 		return nil, err
 	}
-	ski, err := subjectKeyID(req.PublicKey)
+	spki, ski, err := subjectPublicKeyInfo(req.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	subject := pkix.Name{CommonName: req.CommonName}
-	if org := organization(req.Organization); org != "" {
-		subject.Organization = []string{org}
+	return &clientContent{
+		serial:       serial,
+		commonName:   req.CommonName,
+		organization: organization(req.Organization),
+		notBefore:    req.NotBefore,
+		notAfter:     req.NotAfter,
+		publicKey:    req.PublicKey,
+		spki:         spki,
+		ski:          ski,
+		ocspURL:      base + "/ocsp",
+		caIssuersURL: base + IssuerPath(p.Generation),
+		crlURL:       base + CRLPath(p.Generation),
+		dnsNames:     append([]string(nil), req.DNSNames...),
+		uris:         uris,
+	}, nil
+}
+
+// template returns c as the x509.Certificate that x509.CreateCertificate
+// turns into c's tbsCertificate.
+func (c *clientContent) template() *x509.Certificate {
+	subject := pkix.Name{CommonName: c.commonName}
+	if c.organization != "" {
+		subject.Organization = []string{c.organization}
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
+	return &x509.Certificate{
+		SerialNumber:          c.serial,
 		Subject:               subject,
-		NotBefore:             req.NotBefore,
-		NotAfter:              req.NotAfter,
+		NotBefore:             c.notBefore,
+		NotAfter:              c.notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  false,
-		SubjectKeyId:          ski,
-		OCSPServer:            []string{base + "/ocsp"},
-		IssuingCertificateURL: []string{base + IssuerPath(p.Generation)},
-		CRLDistributionPoints: []string{base + CRLPath(p.Generation)},
-		DNSNames:              append([]string(nil), req.DNSNames...),
-		URIs:                  uris,
+		SubjectKeyId:          c.ski,
+		OCSPServer:            []string{c.ocspURL},
+		IssuingCertificateURL: []string{c.caIssuersURL},
+		CRLDistributionPoints: []string{c.crlURL},
+		DNSNames:              c.dnsNames,
+		URIs:                  c.uris,
 	}
-	if p.mutate != nil {
-		p.mutate(tmpl)
-	}
-	return i.prepare(tmpl, req.PublicKey, l)
 }
 
 // checkValidity applies the rules on a client certificate's validity.
@@ -282,17 +341,25 @@ func organization(name string) string {
 // value. It is what Go generates for CA certificates, so every key
 // identifier in the hierarchy is computed the same way.
 func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
-	spki, err := x509.MarshalPKIXPublicKey(pub)
+	_, ski, err := subjectPublicKeyInfo(pub)
+	return ski, err
+}
+
+// subjectPublicKeyInfo returns the DER SubjectPublicKeyInfo of pub (RFC 5280
+// §4.1.2.7), as x509 writes it into certificates, and its subjectKeyID.
+func subjectPublicKeyInfo(pub crypto.PublicKey) (spki, ski []byte, err error) {
+	spki, err = x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	var info struct {
-		Algorithm pkix.AlgorithmIdentifier
-		PublicKey asn1.BitString
+	in := cryptobyte.String(spki)
+	var info cryptobyte.String
+	var key []byte
+	if !in.ReadASN1(&info, cbasn1.SEQUENCE) || !in.Empty() ||
+		!info.SkipASN1(cbasn1.SEQUENCE) || // algorithm
+		!info.ReadASN1BitStringAsBytes(&key) || !info.Empty() {
+		return nil, nil, errors.New("issuance: re-reading a public key")
 	}
-	if _, err := asn1.Unmarshal(spki, &info); err != nil {
-		return nil, fmt.Errorf("issuance: re-reading a public key: %w", err)
-	}
-	sum := sha256.Sum256(info.PublicKey.Bytes)
-	return sum[:20], nil
+	sum := sha256.Sum256(key)
+	return spki, sum[:20], nil
 }

@@ -5,7 +5,8 @@
 //
 // Every certificate goes through the same two steps, after Boulder's
 // issuance package. Prepare builds the exact tbsCertificate (x509's own
-// encoding, stopped before it signs: see captureTBS), lints it as a
+// encoding, stopped before it signs: see captureTBS; for client
+// certificates, the same bytes written by encodeClientTBS), lints it as a
 // certificate whose signature is a placeholder that verifies under no key,
 // and returns a single-use token. Issue has the real key sign the very
 // tbsCertificate bytes that were linted, verifies the signature and returns

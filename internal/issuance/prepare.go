@@ -88,6 +88,16 @@ func (i *Issuer) prepare(tmpl *x509.Certificate, pub crypto.PublicKey, l certLin
 	if err != nil {
 		return nil, err
 	}
+	return i.prepareTBS(tbs, pki.SerialFromBig(tmpl.SerialNumber), l)
+}
+
+// prepareTBS lints the tbsCertificate tbs, of the certificate with the given
+// serial, and returns the token that Issue redeems. tbs becomes the
+// Prepared's: the caller must not keep it.
+func (i *Issuer) prepareTBS(tbs []byte, serial pki.Serial, l certLinter) (*Prepared, error) {
+	if l == nil {
+		return nil, errors.New("issuance: no linter: pkid never signs what it has not linted")
+	}
 	sigAlgID, err := tbsSignatureAlgorithm(tbs)
 	if err != nil {
 		return nil, err
@@ -95,7 +105,6 @@ func (i *Issuer) prepare(tmpl *x509.Certificate, pub crypto.PublicKey, l certLin
 	// LintDER gets a copy of the tbsCertificate: it belongs to the caller,
 	// and what Issue signs must not change if the caller reuses that buffer.
 	lintDER := assembleSigned(tbs, sigAlgID, i.placeholder)
-	serial := pki.SerialFromBig(tmpl.SerialNumber)
 	if err := l.Certificate(lintDER); err != nil {
 		return nil, &LintError{Serial: serial, Err: err}
 	}
