@@ -142,7 +142,7 @@ func (i *Issuer) prepareClient(p ClientProfile, req ClientRequest, l certLinter)
 	if err != nil {
 		return nil, err
 	}
-	return i.prepareTBS(tbs, req.Serial, l)
+	return i.prepareTBS(tbs, req.Serial, l) // canonical: checkSerial
 }
 
 // clientContent is what a client certificate says, decided by the profile

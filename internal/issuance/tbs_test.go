@@ -172,6 +172,9 @@ func checkClientTBS(t *testing.T, is *Issuer, p ClientProfile, req ClientRequest
 	case !bytes.Equal(prep.tbs, want):
 		t.Errorf("prepareClient did not use the same tbsCertificate:\n got %x\nwant %x", prep.tbs, want)
 		return false
+	case prep.Serial() != pki.SerialFromBig(c.serial):
+		t.Errorf("prepared serial %s, certificate's %x", prep.Serial(), c.serial)
+		return false
 	}
 	return true
 }
