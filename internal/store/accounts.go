@@ -17,11 +17,11 @@ const accountColumns = "id::text, name, plan, status, created_at, updated_at"
 // policyFields.
 const accountPolicyColumns = "a.id::text, a.name, a.plan, a.status, a.created_at, a.updated_at, " + policyColumns
 
-// scanAccount reads accountColumns, then extra, from row.
-func scanAccount(row pgx.Row, extra ...any) (*pki.Account, error) {
+// scanAccount reads accountColumns from row.
+func scanAccount(row pgx.Row) (*pki.Account, error) {
 	var a pki.Account
 	var plan, status string
-	if err := row.Scan(append([]any{&a.ID, &a.Name, &plan, &status, &a.CreatedAt, &a.UpdatedAt}, extra...)...); err != nil {
+	if err := row.Scan(&a.ID, &a.Name, &plan, &status, &a.CreatedAt, &a.UpdatedAt); err != nil {
 		return nil, err
 	}
 	a.Plan, a.Status = pki.Plan(plan), pki.AccountStatus(status)
