@@ -1,7 +1,8 @@
 // Package lint runs zlint v3 on what pkid is about to sign: every certificate
 // and every CRL, as the to-be-signed bytes with a placeholder signature that
-// verifies under no key, so that nothing trusted exists yet. A result of Error or Fatal from any lint that applies refuses the
-// signature; the caller then signs nothing.
+// verifies under no key, so that nothing trusted exists yet. A result of
+// Error or Fatal from any lint that applies refuses the signature; the
+// caller then signs nothing.
 //
 // pkid is a private CA that issues mTLS client certificates (and one TLS
 // server certificate for its own listener), so it runs the lint sources that

@@ -128,9 +128,10 @@ FROM account_policies p WHERE p.account_id = $1::uuid`
 // IssuancePolicy returns the account's policy and its use of the policy's
 // quotas, with the database's clock, in one round trip: the one read that a
 // policy adds to issuance and renewal, when the policy that came with the
-// account (pki.Account.Policy) sets a quota or did not come. Certificates count as active while
-// unrevoked and before notAfter at now, the caller's clock, as statuses are
-// everywhere else; pending rows count too (a signature may exist for them).
+// account (pki.Account.Policy) sets a quota or did not come. Certificates
+// count as active while unrevoked and before notAfter at now, the caller's
+// clock, as statuses are everywhere else; pending rows count too (a
+// signature may exist for them).
 // It returns pki.ErrNotFound when the account has no policy row, which a
 // caller that has just read the account must treat as an internal error
 // and refuse to issue.
