@@ -23,10 +23,7 @@ func TestCreatePending(t *testing.T) {
 	other := f.newAccount(t, "Other")
 
 	existing := f.issue(t, f.pending(f.account.ID, nil))
-	blockedKey := randomBytes(32)
-	if _, err := f.db.Pool().Exec(ctx, "INSERT INTO blocked_keys (spki_sha256, source) VALUES ($1, 'test')", blockedKey); err != nil {
-		t.Fatal(err)
-	}
+	blockedKey := f.blockedKey(t)
 
 	tests := []struct {
 		name string

@@ -43,6 +43,16 @@ func (f *fixture) newAccount(t testing.TB, name string) *pki.Account {
 	return a
 }
 
+// blockedKey puts a random SPKI hash on the block list and returns it.
+func (f *fixture) blockedKey(t testing.TB) []byte {
+	t.Helper()
+	key := randomBytes(32)
+	if _, err := f.db.Pool().Exec(context.Background(), "INSERT INTO blocked_keys (spki_sha256, source) VALUES ($1, 'test')", key); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 // pending returns a certificate record ready for CreatePending: a fresh
 // serial and a fresh key unless spki is given.
 func (f *fixture) pending(accountID string, spki []byte) *pki.Certificate {

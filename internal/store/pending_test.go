@@ -21,10 +21,7 @@ func TestCreatePendingBatch(t *testing.T) {
 	f := newFixture(t, testdb.Open(t))
 	other := f.newAccount(t, "Other")
 	existing := f.issue(t, f.pending(f.account.ID, nil))
-	blockedKey := randomBytes(32)
-	if _, err := f.db.Pool().Exec(ctx, "INSERT INTO blocked_keys (spki_sha256, source) VALUES ($1, 'test')", blockedKey); err != nil {
-		t.Fatal(err)
-	}
+	blockedKey := f.blockedKey(t)
 	sharedKey := randomBytes(32)
 	collision := f.pending(f.account.ID, nil)
 	collision.Serial = existing.Serial
