@@ -22,11 +22,11 @@ import (
 // What a caller is promised does not change: a read sees what was committed
 // when its batch ran, after the call began, as its own statement would have;
 // a write returns nil only after the transaction holding its row has
-// committed. The rows of one batch commit
-// or roll back together, but each gets its own answer; a flush function that
-// sees the batch statement fail for a reason that is not the database being
-// unreachable writes each row again on its own, so that one row the database
-// refuses cannot fail the others.
+// committed. The rows of one batch commit or roll back together, but each
+// gets its own answer; a flush function that sees the batch statement fail
+// for a reason that is not the database being unreachable writes each row
+// again on its own, so that one row the database refuses cannot fail the
+// others.
 
 // maxGroupBatch bounds the rows of one statement: enough to absorb the
 // concurrency of a busy node, small enough to keep one statement short.
@@ -47,9 +47,8 @@ type groupCall[T any] struct {
 }
 
 // group gathers calls into batches that flush runs. One caller at a time,
-// the leader, runs a batch; when it is done it hands the lead to the
-// first caller that queued meanwhile, so no caller writes more than one
-// batch.
+// the leader, runs a batch; when it is done it hands the lead to the first
+// caller that queued meanwhile, so no caller runs more than one batch.
 type group[T any] struct {
 	// what names the statement in errors.
 	what string
