@@ -169,14 +169,7 @@ func TestPlaceholderSignature(t *testing.T) {
 	wantLen := map[string]int{"P-256": 72, "P-384": 104, "P-521": 139, "RSA-2048": 256, "Ed25519": 64}
 	for name, key := range issuerKeys(t) {
 		t.Run(name, func(t *testing.T) {
-			is, err := NewIssuer(testCA(t, key), key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prep, err := is.Prepare(testProfile(), testRequest(t, mustKey(t, elliptic.P256()).Public()), testLinter(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			is, prep := preparedBy(t, key)
 			lintCert, err := x509.ParseCertificate(prep.LintDER)
 			if err != nil {
 				t.Fatal(err)
@@ -276,14 +269,7 @@ func sameVerdicts(t *testing.T, linted, signed map[string]zl.LintStatus) {
 func TestLintDERLintsAsIssued(t *testing.T) {
 	for name, key := range issuerKeys(t) {
 		t.Run(name, func(t *testing.T) {
-			is, err := NewIssuer(testCA(t, key), key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			prep, err := is.Prepare(testProfile(), testRequest(t, mustKey(t, elliptic.P256()).Public()), testLinter(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			is, prep := preparedBy(t, key)
 			der, err := is.Issue(prep)
 			if err != nil {
 				t.Fatal(err)
@@ -312,4 +298,19 @@ func TestLintDERLintsAsIssued(t *testing.T) {
 			sameVerdicts(t, lintVerdicts(t, rec.seen[0], true), lintVerdicts(t, der, true))
 		})
 	}
+}
+
+// preparedBy returns an issuer with key and a client certificate it has
+// prepared for a fresh P-256 key.
+func preparedBy(t *testing.T, key crypto.Signer) (*Issuer, *Prepared) {
+	t.Helper()
+	is, err := NewIssuer(testCA(t, key), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep, err := is.Prepare(testProfile(), testRequest(t, mustKey(t, elliptic.P256()).Public()), testLinter(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return is, prep
 }
