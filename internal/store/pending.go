@@ -35,8 +35,9 @@ import (
 type pendingRow struct {
 	cert        *pki.Certificate
 	resp        *pki.OCSPResponse
-	account     any // the account id, or nil for a server certificate
-	renewedFrom any // the serial renewed, or nil
+	profile     pki.Profile // cert's, client when it names none
+	account     any         // the account id, or nil for a server certificate
+	renewedFrom any         // the serial renewed, or nil
 	audit       []any
 	lockKey     int64
 	createdAt   *time.Time // set when the row is written
@@ -50,16 +51,17 @@ func newPendingRow(c *pki.Certificate, resp *pki.OCSPResponse, ev pki.AuditEvent
 	if len(c.LintDER) == 0 {
 		return pendingRow{}, fmt.Errorf("store: certificate %s: no lint certificate to record", c.Serial)
 	}
-	if c.Profile == "" {
-		c.Profile = pki.ProfileClient
+	profile := c.Profile
+	if profile == "" {
+		profile = pki.ProfileClient
 	}
-	row := pendingRow{cert: c, resp: resp, lockKey: int64(binary.BigEndian.Uint64(c.SPKISHA256)), createdAt: new(time.Time)}
+	row := pendingRow{cert: c, resp: resp, profile: profile, lockKey: int64(binary.BigEndian.Uint64(c.SPKISHA256)), createdAt: new(time.Time)}
 	switch {
-	case c.Profile == pki.ProfileServer && c.AccountID == "":
-	case c.Profile == pki.ProfileClient && validUUID(c.AccountID):
+	case profile == pki.ProfileServer && c.AccountID == "":
+	case profile == pki.ProfileClient && validUUID(c.AccountID):
 		row.account = c.AccountID
 	default:
-		return pendingRow{}, fmt.Errorf("store: %s certificate %s: account %q: %w", c.Profile, c.Serial, c.AccountID, pki.ErrNotFound)
+		return pendingRow{}, fmt.Errorf("store: %s certificate %s: account %q: %w", profile, c.Serial, c.AccountID, pki.ErrNotFound)
 	}
 	if resp == nil || resp.Serial != c.Serial || resp.IssuerID != c.IssuerID || len(resp.DER) == 0 {
 		return pendingRow{}, fmt.Errorf("store: certificate %s: its first OCSP response is missing or is another certificate's", c.Serial)
@@ -90,7 +92,7 @@ func (r pendingRow) values() []any {
 	c := r.cert
 	return []any{
 		string(c.Serial), c.IssuerID, c.SPKISHA256, r.account, c.LintDER, storable(c.SubjectCN),
-		c.NotBefore, c.NotAfter, r.renewedFrom, nullTime(c.CreatedAt), string(c.Profile),
+		c.NotBefore, c.NotAfter, r.renewedFrom, nullTime(c.CreatedAt), string(r.profile),
 		r.resp.DER, r.resp.ThisUpdate, r.resp.NextUpdate,
 	}
 }
