@@ -177,7 +177,8 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, keyStore *ke
 
 	// Revocation status: the OCSP responder and its cache, the CRL job and
 	// its cache. The CA tells both about every committed change.
-	ocspCache := ocsp.NewCache(db, ocsp.CacheOptions{Now: now, Log: log})
+	ocspCache := ocsp.NewCache(db, ocsp.CacheOptions{Now: now, Log: log,
+		Issuers: hierarchy.Issuers, Signer: hierarchy.OCSPSignerFor, Validity: cfg.OCSPValidity})
 	resigner, err := ocsp.NewResigner(db, ocspCache, hierarchy.Issuers, hierarchy.OCSPSignerFor,
 		ocsp.ResignerOptions{Validity: cfg.OCSPValidity, Now: now, Log: log})
 	if err != nil {

@@ -281,16 +281,13 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 		ev.Detail["renewed_from"] = *r.renewedFrom
 	}
 
-	// The first OCSP response is signed and stored with the pending row:
-	// from the moment a signature can exist, the responder answers "good"
-	// for it rather than "unauthorized" (SECURITY.md P1, O-10).
-	resp, err := s.signOCSP(issuer, rec, now)
-	if err != nil {
-		return nil, err
-	}
-
+	// From the moment the pending row is committed, before a signature can
+	// exist, the OCSP responder answers "good" for it rather than
+	// "unauthorized" (SECURITY.md P1, O-10): it signs the certificate's
+	// first response from this row when it is first asked, which spares
+	// issuance a signature and a write for certificates no one asks about.
 	t0 = s.opts.Now()
-	if err := s.store.CreatePending(ctx, rec, resp, ev); err != nil {
+	if err := s.store.CreatePending(ctx, rec, ev); err != nil {
 		if errors.Is(err, pki.ErrKeyBlocked) || errors.Is(err, pki.ErrKeyInUse) {
 			return nil, s.auditRefusal(ctx, r.event, ActionIssueRefused,
 				&pki.RequestError{Kind: pki.KindBadPublicKey, Detail: err.Error()})
@@ -319,7 +316,6 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 
 	rec.State, rec.DER, rec.FingerprintSHA256 = pki.StateIssued, der, fp[:]
 	rec.CreatedAt = now
-	s.opts.Publisher.PublishOCSP(resp)
 	s.opts.Log.InfoContext(ctx, "certificate issued", "serial", serial, "profile", rec.Profile, "account", rec.AccountID, "spki_sha256", spki)
 	return rec, nil
 }

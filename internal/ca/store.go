@@ -14,12 +14,12 @@ import (
 // ErrKeyInUse, ErrSerialCollision, ErrUnavailable) or wrap them.
 type Store interface {
 	// CreatePending records a certificate that is about to be signed (state
-	// pending, LintDER set, DER nil) with its first OCSP response. It fails with ErrKeyBlocked when the
-	// SPKI hash is on the block list, ErrKeyInUse when a certificate of
-	// another account has the same SPKI hash, and ErrSerialCollision when the
-	// serial exists. Concurrent calls for one key are serialised so that two
-	// accounts cannot both claim it.
-	CreatePending(ctx context.Context, c *pki.Certificate, resp *pki.OCSPResponse, ev pki.AuditEvent) error
+	// pending, LintDER set, DER nil); from then on OCSP answers for it. It
+	// fails with ErrKeyBlocked when the SPKI hash is on the block list,
+	// ErrKeyInUse when a certificate of another account has the same SPKI
+	// hash, and ErrSerialCollision when the serial exists. Concurrent calls
+	// for one key are serialised so that two accounts cannot both claim it.
+	CreatePending(ctx context.Context, c *pki.Certificate, ev pki.AuditEvent) error
 	// MarkIssued stores the signed certificate for a pending row and moves it
 	// to issued.
 	MarkIssued(ctx context.Context, serial pki.Serial, der, fingerprint []byte, ev pki.AuditEvent) error

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pkid/pkid/internal/issuance"
 	"github.com/pkid/pkid/internal/pki"
 )
 
@@ -44,6 +46,19 @@ type CacheOptions struct {
 	// at once, so that requests for serials pkid never issued cannot take
 	// the pool from the CA. Default 4.
 	MaxConcurrentReads int
+
+	// Issuers and Signer, when both are set, let the cache answer for a
+	// certificate that has no stored response yet: issuance stores none,
+	// so the first request for a certificate's status finds only its row
+	// (pending, issued or revoked), and the cache signs the response from
+	// it with the delegated responder of its issuer, stores it
+	// (Store.FirstOCSPResponse) and serves it. Without them such a
+	// certificate is unknown until some response is stored.
+	Issuers func() []*x509.Certificate
+	Signer  func(issuerID string) *issuance.Issuer
+	// Validity is nextUpdate - thisUpdate of the responses it signs: the
+	// Resigner's. Default 24h.
+	Validity time.Duration
 }
 
 func (o CacheOptions) withDefaults() CacheOptions {
@@ -67,6 +82,9 @@ func (o CacheOptions) withDefaults() CacheOptions {
 	}
 	if o.MaxConcurrentReads <= 0 {
 		o.MaxConcurrentReads = 4
+	}
+	if o.Validity <= 0 {
+		o.Validity = 24 * time.Hour
 	}
 	return o
 }
@@ -330,26 +348,48 @@ func (c *Cache) lookup(ctx context.Context, k serialKey) (*entry, string, error)
 	}
 
 	serial := k.serial()
+	source := SourceDB
 	r, err := c.st.OCSPResponse(ctx, serial, now)
+	if errors.Is(err, pki.ErrNotFound) && c.opts.Issuers != nil && c.opts.Signer != nil {
+		source = SourceFirst
+		r, err = c.st.FirstOCSPResponse(ctx, serial, now, c.signFirst(now))
+	}
 	if errors.Is(err, pki.ErrNotFound) {
 		c.neg.put(k, pki.ErrNotFound, now)
-		return nil, SourceDB, pki.ErrNotFound
+		return nil, source, pki.ErrNotFound
 	}
 	if err != nil {
-		return nil, SourceDB, fmt.Errorf("ocsp: reading the response for %s: %w", serial, err)
+		return nil, source, fmt.Errorf("ocsp: reading the response for %s: %w", serial, err)
 	}
 	e, err := newEntry(r)
 	if err != nil {
 		c.errLog.log(c.opts.Log, now, "stored OCSP response cannot be served", "serial", serial, "error", err)
-		return nil, SourceDB, err
+		return nil, source, err
 	}
 	if !now.Before(e.nextUpdate) {
 		c.neg.put(k, ErrStale, now)
 		c.errLog.log(c.opts.Log, now, "stored OCSP response is past its nextUpdate and was not served; is the re-signing job running?",
 			"serial", serial, "next_update", e.nextUpdate)
-		return nil, SourceDB, ErrStale
+		return nil, source, ErrStale
 	}
-	return c.put(e), SourceDB, nil
+	return c.put(e), source, nil
+}
+
+// signFirst returns the function that signs a certificate's first
+// response, as Store.FirstOCSPResponse calls it.
+func (c *Cache) signFirst(now time.Time) func(*pki.Certificate) (*pki.OCSPResponse, error) {
+	return func(cert *pki.Certificate) (*pki.OCSPResponse, error) {
+		rs, _, err := currentResponders(c.opts.Issuers, c.opts.Signer)
+		if err != nil {
+			return nil, err
+		}
+		this, next := issuance.OCSPWindow(now, c.opts.Validity)
+		r, err := rs.sign(cert, cert.IssuerID, this, next)
+		if err == nil && r == nil {
+			err = fmt.Errorf("ocsp: issuer %s of %s has no delegated responder loaded", cert.IssuerID, cert.Serial)
+		}
+		return r, err
+	}
 }
 
 // Len returns how many responses the cache holds.

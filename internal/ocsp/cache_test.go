@@ -417,3 +417,57 @@ func waitFor(t testing.TB, d time.Duration, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestFirstResponse: issuance stores no response, so the first request for
+// a certificate finds only its row; a cache that can sign answers from it
+// (good, or revoked as the row says), stores the response, and serves it
+// from memory afterwards; another node reads it from the database. A cache
+// that cannot sign answers unauthorized, as for any serial without a
+// response.
+func TestFirstResponse(t *testing.T) {
+	t.Parallel()
+	h := testHierarchy(t)
+	db := newDatabase(t, h)
+	signing := ocsp.CacheOptions{Issuers: h.issuers, Signer: h.current, Validity: 12 * time.Hour}
+	s := newServer(t, h, db, signing)
+	notAfter := time.Now().Add(30 * 24 * time.Hour)
+
+	good := pki.MustNewSerial()
+	db.certificate(t, h, good, notAfter, nil)
+	der := request(t, h.inter.Cert, good, crypto.SHA1)
+	first := checkSuccess(t, h, post(t, s.URL, der), good, crypto.SHA1)
+	if first.Status != xocsp.Good {
+		t.Errorf("status %d, want good", first.Status)
+	}
+	if got := first.NextUpdate.Sub(first.ThisUpdate); got < 12*time.Hour-time.Second || got > 12*time.Hour+time.Second {
+		t.Errorf("validity %s, want the configured 12h", got)
+	}
+	again := checkSuccess(t, h, post(t, s.URL, der), good, crypto.SHA1)
+	if !again.ThisUpdate.Equal(first.ThisUpdate) {
+		t.Error("the second request got another response: the first was not kept")
+	}
+	if s.metrics.count(ocsp.StatusGood, ocsp.SourceFirst) != 1 || s.metrics.count(ocsp.StatusGood, ocsp.SourceMemory) != 1 {
+		t.Errorf("metrics: %v", s.metrics.counts)
+	}
+	stored, err := db.OCSPResponse(context.Background(), good, time.Now())
+	if err != nil {
+		t.Fatalf("the first response was not stored: %v", err)
+	}
+	other := newServer(t, h, db, ocsp.CacheOptions{})
+	if resp := checkSuccess(t, h, post(t, other.URL, der), good, crypto.SHA1); !resp.ThisUpdate.Equal(stored.ThisUpdate) {
+		t.Error("another node did not serve the stored response")
+	}
+
+	revoked := pki.MustNewSerial()
+	db.certificate(t, h, revoked, notAfter, nil)
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	db.revoke(t, revoked, at, pki.ReasonKeyCompromise)
+	resp := checkSuccess(t, h, post(t, s.URL, request(t, h.inter.Cert, revoked, crypto.SHA1)), revoked, crypto.SHA1)
+	if resp.Status != xocsp.Revoked || !resp.RevokedAt.Equal(at) || resp.RevocationReason != int(pki.ReasonKeyCompromise) {
+		t.Errorf("status %d at %s reason %d, want revoked at %s for keyCompromise", resp.Status, resp.RevokedAt, resp.RevocationReason, at)
+	}
+
+	unsigned := pki.MustNewSerial()
+	db.certificate(t, h, unsigned, notAfter, nil)
+	checkError(t, post(t, other.URL, request(t, h.inter.Cert, unsigned, crypto.SHA1)), http.StatusOK, unauthorized)
+}

@@ -5,18 +5,23 @@
 //
 // # Where answers come from
 //
-// Every certificate has one stored response with a SHA-1 CertID (the form
-// RFC 5019 clients and nginx send), written by the CA with the pending
-// certificate row (before the certificate is signed), replaced in the
-// revoking transaction, and re-signed ahead of its nextUpdate by the
-// [Resigner]. The [Cache] holds them all: it loads every unexpired response
-// at start, reloads a serial when the database announces a change on the
-// pkid_ocsp channel (LISTEN/NOTIFY), and every few seconds reads what changed
-// since it last looked, so that a missed notification heals. The CA also
-// installs what it commits straight into this node's cache. A serial the
-// cache does not hold is read from the database once; serials that are
-// unknown are remembered for about a second, and serials that cannot be
-// pkid's (pkid's are 17 bytes beginning 0x70) are unknown without a read.
+// A certificate has at most one stored response, with a SHA-1 CertID (the
+// form RFC 5019 clients and nginx send). Issuance stores none: the first
+// request about a certificate finds only its row (pending, issued or
+// revoked), and the [Cache] signs the response from that row with the
+// delegated responder of its issuer and stores it
+// ([Store.FirstOCSPResponse]; a response stored meanwhile, another node's or
+// a revocation's, wins). Revocation replaces the response in its own
+// transaction, and the [Resigner] re-signs it ahead of its nextUpdate. The
+// Cache holds every stored response: it loads the unexpired ones at start,
+// reloads a serial when the database announces a change on the pkid_ocsp
+// channel (LISTEN/NOTIFY), and every few seconds reads what changed since it
+// last looked, so that a missed notification heals. The CA also installs
+// what a revocation commits straight into this node's cache. A serial the
+// cache does not hold is read from the database once (and its first response
+// signed, if it has none); serials that are unknown are remembered for about
+// a second, and serials that cannot be pkid's (pkid's are 17 bytes beginning
+// 0x70) are unknown without a read.
 //
 // A request with a SHA-256 CertID (RFC 9919) is answered with a response
 // signed on first demand by the delegated responder from the status parsed
@@ -46,7 +51,8 @@
 //   - tryLater (30 03 0a 01 03), HTTP 503: the database could not be read
 //     for a serial the cache does not hold, or the only response there is
 //     is past its nextUpdate (which is logged: the re-signing job is
-//     failing). pkid never answers good without a stored response.
+//     failing), or the first response could not be signed or stored. pkid
+//     never answers good for a serial without a certificate row.
 //
 // Every answer, errors included, has Content-Type application/ocsp-response
 // exactly (nginx refuses anything else); errors carry Cache-Control

@@ -195,9 +195,9 @@ func newDatabase(t testing.TB, h *hierarchy) *database {
 	return &database{DB: db, account: acct}
 }
 
-// certificate records a certificate with serial, expiring at notAfter, and
-// its first response, the way the CA does (pending with the response, then
-// issued).
+// certificate records a certificate with serial, expiring at notAfter, the
+// way the CA does (pending, then issued), and stores resp as its response
+// unless it is nil.
 func (d *database) certificate(t testing.TB, h *hierarchy, serial pki.Serial, notAfter time.Time, resp *pki.OCSPResponse) {
 	t.Helper()
 	ctx := context.Background()
@@ -209,7 +209,7 @@ func (d *database) certificate(t testing.TB, h *hierarchy, serial pki.Serial, no
 		NotBefore: notAfter.Add(-90 * 24 * time.Hour), NotAfter: notAfter,
 	}
 	ev := pki.AuditEvent{Actor: "system", Action: "certificate.signing", Outcome: pki.OutcomeSuccess, Serial: serial}
-	if err := d.CreatePending(ctx, c, resp, ev); err != nil {
+	if err := d.CreatePending(ctx, c, ev); err != nil {
 		t.Fatal(err)
 	}
 	der := []byte("certificate " + serial)
@@ -217,6 +217,11 @@ func (d *database) certificate(t testing.TB, h *hierarchy, serial pki.Serial, no
 	ev.Action = "certificate.issued"
 	if err := d.MarkIssued(ctx, serial, der, fp[:], ev); err != nil {
 		t.Fatal(err)
+	}
+	if resp != nil {
+		if err := d.PutOCSPResponse(ctx, resp); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package ocsp
 
 import (
 	"context"
-	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -125,49 +124,14 @@ var ErrNoResponder = errors.New("ocsp: the delegated OCSP responder is certified
 // and returns how many it wrote.
 func (r *Resigner) ResignDue(ctx context.Context) (int, error) {
 	now := r.opts.Now()
-	type signing struct {
-		issuer *x509.Certificate
-		signer *issuance.Issuer
-	}
-	byID := map[string]signing{}
-	var ids []string
-	for _, c := range r.issuers() {
-		if c == nil {
-			continue
-		}
-		a, err := newAuthority(c)
-		if err != nil {
-			return 0, err
-		}
-		signer := r.signer(a.id)
-		if !signer.CanSignOCSPFor(c) {
-			continue
-		}
-		byID[a.id] = signing{c, signer}
-		ids = append(ids, a.id)
-	}
-	if len(ids) == 0 {
-		return 0, ErrNoResponder
+	rs, ids, err := currentResponders(r.issuers, r.signer)
+	if err != nil {
+		return 0, err
 	}
 	due := now.Add(r.opts.Validity / 2)
 	this, next := issuance.OCSPWindow(now, r.opts.Validity)
 	sign := func(c *pki.Certificate, old *pki.OCSPResponse) (*pki.OCSPResponse, error) {
-		by, ok := byID[old.IssuerID]
-		if !ok {
-			return nil, nil
-		}
-		st := issuance.OCSPStatus{Serial: c.Serial, ThisUpdate: this, NextUpdate: next}
-		if c.RevokedAt != nil {
-			st.Revoked, st.RevokedAt = true, *c.RevokedAt
-			if c.RevocationReason != nil {
-				st.Reason = *c.RevocationReason
-			}
-		}
-		der, err := by.signer.SignOCSP(by.issuer, st, crypto.SHA1)
-		if err != nil {
-			return nil, err
-		}
-		return &pki.OCSPResponse{Serial: c.Serial, IssuerID: old.IssuerID, DER: der, ThisUpdate: this, NextUpdate: next}, nil
+		return rs.sign(c, old.IssuerID, this, next)
 	}
 
 	for {

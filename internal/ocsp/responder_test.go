@@ -34,6 +34,9 @@ type memoryStore struct{}
 func (memoryStore) OCSPResponse(context.Context, pki.Serial, time.Time) (*pki.OCSPResponse, error) {
 	return nil, pki.ErrNotFound
 }
+func (memoryStore) FirstOCSPResponse(context.Context, pki.Serial, time.Time, func(*pki.Certificate) (*pki.OCSPResponse, error)) (*pki.OCSPResponse, error) {
+	return nil, pki.ErrNotFound
+}
 func (memoryStore) EachOCSPResponse(context.Context, time.Time, func(*pki.OCSPResponse) error) error {
 	return nil
 }

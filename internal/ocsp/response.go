@@ -24,6 +24,7 @@ const (
 	SourceMemory = "memory" // held by the cache
 	SourceDB     = "db"     // read from the database on a cache miss
 	SourceSigned = "signed" // the SHA-256 form, signed on first demand
+	SourceFirst  = "first"  // a certificate's first response, signed from its row on a miss
 	SourceNone   = "none"   // no stored response was involved (errors)
 )
 

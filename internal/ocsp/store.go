@@ -18,6 +18,13 @@ type Store interface {
 	// them. A response past its nextUpdate for an unexpired certificate is
 	// returned: the caller must not serve it, and must say why.
 	OCSPResponse(ctx context.Context, serial pki.Serial, now time.Time) (*pki.OCSPResponse, error)
+	// FirstOCSPResponse signs with sign, from the certificate's row, and
+	// stores the first response of serial, which has none; when another
+	// response was stored meanwhile (another node's first, a revocation's)
+	// it returns that one instead. It fails with pki.ErrNotFound when serial
+	// is not a certificate or has expired at now.
+	FirstOCSPResponse(ctx context.Context, serial pki.Serial, now time.Time,
+		sign func(c *pki.Certificate) (*pki.OCSPResponse, error)) (*pki.OCSPResponse, error)
 	// EachOCSPResponse calls fn for every response whose nextUpdate is
 	// after now, as the rows arrive (memory stays flat), and stops at fn's
 	// first error.

@@ -15,9 +15,10 @@ import (
 )
 
 // CreatePending records c, a certificate about to be signed: state pending,
-// c.LintDER the certificate as linted, no DER yet. It writes resp, the
-// certificate's first (good) OCSP response, and ev with it, so that from the
-// moment a signature can exist the responder answers for it.
+// c.LintDER the certificate as linted, no DER yet, and ev with it. From the
+// moment the row is committed, before a signature can exist, the OCSP
+// responder answers "good" for it: it signs the first response when it is
+// first asked (FirstOCSPResponse).
 //
 // It fails with pki.ErrKeyBlocked when c.SPKISHA256 is on the block list,
 // pki.ErrKeyInUse when a certificate of another account has that key,
@@ -32,8 +33,8 @@ import (
 //
 // On success c.State is pending and c.CreatedAt is set (the database's time
 // unless the caller set it).
-func (db *DB) CreatePending(ctx context.Context, c *pki.Certificate, resp *pki.OCSPResponse, ev pki.AuditEvent) error {
-	row, err := newPendingRow(c, resp, ev)
+func (db *DB) CreatePending(ctx context.Context, c *pki.Certificate, ev pki.AuditEvent) error {
+	row, err := newPendingRow(c, ev)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func TestCreatePending(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.cert()
 			before := count(t, f.db, "SELECT count(*) FROM audit_events")
-			err := f.db.CreatePending(ctx, c, firstResponse(c), event("certificate.signing"))
+			err := f.db.CreatePending(ctx, c, event("certificate.signing"))
 			after := count(t, f.db, "SELECT count(*) FROM audit_events")
 			if tt.want == nil {
 				if err != nil {
@@ -118,7 +118,7 @@ func TestMarkIssued(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, testdb.Open(t))
 	c := f.pending(f.account.ID, nil)
-	if err := f.db.CreatePending(ctx, c, firstResponse(c), event("certificate.signing")); err != nil {
+	if err := f.db.CreatePending(ctx, c, event("certificate.signing")); err != nil {
 		t.Fatal(err)
 	}
 	der := randomBytes(400)
@@ -378,7 +378,7 @@ func BenchmarkCreatePendingMarkIssued(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			c := f.pending(f.account.ID, nil)
-			if err := f.db.CreatePending(ctx, c, firstResponse(c), event("certificate.signing")); err != nil {
+			if err := f.db.CreatePending(ctx, c, event("certificate.signing")); err != nil {
 				b.Error(err)
 				return
 			}

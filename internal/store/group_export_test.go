@@ -35,7 +35,6 @@ func FlushIssued(ctx context.Context, db *DB, rows []IssuedRow) []error {
 // PendingRow is one row for FlushPending.
 type PendingRow struct {
 	Cert  *pki.Certificate
-	Resp  *pki.OCSPResponse
 	Event pki.AuditEvent
 }
 
@@ -44,7 +43,7 @@ type PendingRow struct {
 func FlushPending(ctx context.Context, db *DB, rows []PendingRow) []error {
 	batch := make([]*groupCall[pendingRow], len(rows))
 	for i, r := range rows {
-		row, err := newPendingRow(r.Cert, r.Resp, r.Event)
+		row, err := newPendingRow(r.Cert, r.Event)
 		if err != nil {
 			panic(err)
 		}

@@ -77,7 +77,7 @@ func (f *fixture) pending(accountID string, spki []byte) *pki.Certificate {
 func (f *fixture) issue(t testing.TB, c *pki.Certificate) *pki.Certificate {
 	t.Helper()
 	ctx := context.Background()
-	if err := f.db.CreatePending(ctx, c, firstResponse(c), event("certificate.signing")); err != nil {
+	if err := f.db.CreatePending(ctx, c, event("certificate.signing")); err != nil {
 		t.Fatalf("CreatePending: %v", err)
 	}
 	der := randomBytes(400)
@@ -91,7 +91,7 @@ func (f *fixture) issue(t testing.TB, c *pki.Certificate) *pki.Certificate {
 
 // firstResponse returns a stand-in for c's first OCSP response: the store
 // keeps the bytes and never parses them.
-func firstResponse(c *pki.Certificate) *pki.OCSPResponse {
+func standInResponse(c *pki.Certificate) *pki.OCSPResponse {
 	now := time.Now().UTC().Truncate(time.Second)
 	return &pki.OCSPResponse{Serial: c.Serial, IssuerID: c.IssuerID, DER: randomBytes(200),
 		ThisUpdate: now, NextUpdate: now.Add(24 * time.Hour)}
@@ -143,7 +143,7 @@ func count(t testing.TB, db *store.DB, query string, args ...any) int {
 
 // createPending calls CreatePending for c with a stand-in first response.
 func createPending(ctx context.Context, f *fixture, c *pki.Certificate, ev pki.AuditEvent) error {
-	return f.db.CreatePending(ctx, c, firstResponse(c), ev)
+	return f.db.CreatePending(ctx, c, ev)
 }
 
 // validUUIDString reports whether s looks like the UUIDs newUUID makes.

@@ -78,7 +78,7 @@ func BenchmarkIssuanceWritesCPU(b *testing.B) {
 		c := f.pending(f.account.ID, nil)
 		der := randomBytes(700)
 		fp := sha256.Sum256(der)
-		if err := db.CreatePending(ctx, c, firstResponse(c), signing); err != nil {
+		if err := db.CreatePending(ctx, c, signing); err != nil {
 			return err
 		}
 		issued := event("certificate.issued")

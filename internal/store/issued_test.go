@@ -23,7 +23,7 @@ func TestMarkIssuedBatch(t *testing.T) {
 	f := newFixture(t, testdb.Open(t))
 	pending := func() pki.Serial {
 		c := f.pending(f.account.ID, nil)
-		if err := f.db.CreatePending(ctx, c, firstResponse(c), event("certificate.signing")); err != nil {
+		if err := f.db.CreatePending(ctx, c, event("certificate.signing")); err != nil {
 			t.Fatal(err)
 		}
 		return c.Serial

@@ -101,9 +101,9 @@ SELECT updated_at, pg_notify('` + OCSPChannel + `', $1) FROM up`
 // PutOCSPResponse stores r as the response of its certificate, replacing
 // any, and notifies every node on OCSPChannel, in one statement. It sets
 // r.UpdatedAt. It fails with pki.ErrNotFound when the certificate or the
-// issuer does not exist. Issuance and revocation write their responses in
-// their own transactions (CreatePending, Revoke); this is for everything
-// else: repairs, tests.
+// issuer does not exist. Revocation writes its responses in its own
+// transaction (Revoke), the responder the first ones (FirstOCSPResponse);
+// this is for everything else: repairs, tests.
 func (db *DB) PutOCSPResponse(ctx context.Context, r *pki.OCSPResponse) error {
 	if len(r.DER) == 0 || !r.NextUpdate.After(r.ThisUpdate) {
 		return fmt.Errorf("store: OCSP response for %s has no DER or an empty validity interval", r.Serial)
@@ -115,6 +115,65 @@ func (db *DB) PutOCSPResponse(ctx context.Context, r *pki.OCSPResponse) error {
 		return fmt.Errorf("store: storing OCSP response %s: %w", r.Serial, mapErr(err))
 	}
 	return nil
+}
+
+// firstOCSPCertSQL reads what a certificate's first response says: its
+// issuer and revocation, if it is pending, issued or revoked and unexpired
+// at $2.
+const firstOCSPCertSQL = `SELECT serial, issuer_id, not_after, revoked_at, revocation_reason
+	FROM certificates WHERE serial = $1 AND not_after > $2`
+
+// firstOCSPInsertSQL stores a certificate's first response unless it has
+// one, and only if its revocation is still what the response was signed
+// from ($6, $7). It returns a row only when it wrote.
+const firstOCSPInsertSQL = `INSERT INTO ocsp_responses (serial, issuer_id, der, this_update, next_update)
+	SELECT serial, issuer_id, $3, $4, $5 FROM certificates
+	WHERE serial = $1 AND issuer_id = $2
+	  AND revoked_at IS NOT DISTINCT FROM $6::timestamptz
+	  AND revocation_reason IS NOT DISTINCT FROM $7::smallint
+	ON CONFLICT (serial) DO NOTHING
+	RETURNING updated_at`
+
+// FirstOCSPResponse returns the first OCSP response of serial, a certificate
+// that has none stored: sign makes it from the certificate as it stands
+// (Serial, IssuerID, NotAfter, RevokedAt, RevocationReason set), and it is
+// stored unless another response got there first (another node's first one,
+// or a revocation's), in which case the stored one is returned instead. So
+// a response that says "good" is only ever stored, and so served, before
+// the revocation's, which has a later UpdatedAt (clock_timestamp, after this
+// row's lock is released) and replaces it everywhere. It fails with
+// pki.ErrNotFound when serial is not a certificate or has expired at now.
+func (db *DB) FirstOCSPResponse(ctx context.Context, serial pki.Serial, now time.Time,
+	sign func(c *pki.Certificate) (*pki.OCSPResponse, error)) (*pki.OCSPResponse, error) {
+	var c pki.Certificate
+	var s string
+	var reason *int16
+	err := db.pool.QueryRow(ctx, firstOCSPCertSQL, string(serial), now).
+		Scan(&s, &c.IssuerID, &c.NotAfter, &c.RevokedAt, &reason)
+	if err != nil {
+		return nil, fmt.Errorf("store: certificate %s for its first OCSP response: %w", serial, mapErr(err))
+	}
+	c.Serial = pki.Serial(s)
+	if reason != nil {
+		r := pki.RevocationReason(*reason)
+		c.RevocationReason = &r
+	}
+	r, err := sign(&c)
+	if err != nil {
+		return nil, err
+	}
+	if r.Serial != c.Serial || r.IssuerID != c.IssuerID {
+		return nil, fmt.Errorf("store: first OCSP response for %s is about another certificate", serial)
+	}
+	err = db.pool.QueryRow(ctx, firstOCSPInsertSQL, s, r.IssuerID, r.DER, r.ThisUpdate, r.NextUpdate,
+		c.RevokedAt, reason).Scan(&r.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return db.OCSPResponse(ctx, serial, now)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: storing the first OCSP response of %s: %w", serial, mapErr(err))
+	}
+	return r, nil
 }
 
 // resignSelectSQL locks one batch of responses due for re-signing, oldest

@@ -353,3 +353,122 @@ func TestListenOCSPDatabaseDown(t *testing.T) {
 		t.Errorf("ListenOCSP = %v, want ErrUnavailable", err)
 	}
 }
+
+// TestFirstOCSPResponse: a certificate without a stored response gets the
+// one sign makes from its row, stored; a response stored meanwhile (another
+// node's, a revocation's) wins over it; a certificate that is unknown or
+// expired gets none.
+func TestFirstOCSPResponse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, testdb.Open(t))
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	signed := 0
+	// signWith returns a sign function that runs during, before it signs,
+	// as a concurrent writer would.
+	signWith := func(during func(c *pki.Certificate)) func(c *pki.Certificate) (*pki.OCSPResponse, error) {
+		return func(c *pki.Certificate) (*pki.OCSPResponse, error) {
+			signed++
+			if during != nil {
+				during(c)
+			}
+			r := standInResponse(c)
+			if c.RevokedAt != nil {
+				r.DER = []byte("revoked " + c.Serial)
+			}
+			return r, nil
+		}
+	}
+	stored := func(t *testing.T, serial pki.Serial) *pki.OCSPResponse {
+		t.Helper()
+		r, err := f.db.OCSPResponse(ctx, serial, now)
+		if err != nil {
+			t.Fatalf("stored response: %v", err)
+		}
+		return r
+	}
+
+	t.Run("pending, then issued: signed once, stored, served alike", func(t *testing.T) {
+		c := f.pending(f.account.ID, nil)
+		if err := createPending(ctx, f, c, event("certificate.signing")); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.db.FirstOCSPResponse(ctx, c.Serial, now, signWith(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Serial != c.Serial || got.IssuerID != c.IssuerID || got.UpdatedAt.IsZero() {
+			t.Errorf("FirstOCSPResponse = %+v", got)
+		}
+		if s := stored(t, c.Serial); string(s.DER) != string(got.DER) || !s.UpdatedAt.Equal(got.UpdatedAt) {
+			t.Errorf("stored %+v, returned %+v", s, got)
+		}
+	})
+	t.Run("revoked with a response: the revocation's is returned", func(t *testing.T) {
+		c := f.issue(t, f.pending(f.account.ID, nil))
+		rev := standInResponse(c)
+		if _, err := f.db.Revoke(ctx, []*pki.Revocation{{Serial: c.Serial, RevokedAt: now, Reason: pki.ReasonKeyCompromise,
+			Response: rev, Event: event("certificate.revoked")}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.db.FirstOCSPResponse(ctx, c.Serial, now, signWith(nil))
+		if err != nil || string(got.DER) != string(rev.DER) {
+			t.Errorf("FirstOCSPResponse = %+v, %v; want the revocation's response", got, err)
+		}
+	})
+	t.Run("revoked while signing: the revocation's response wins", func(t *testing.T) {
+		c := f.issue(t, f.pending(f.account.ID, nil))
+		rev := standInResponse(c)
+		got, err := f.db.FirstOCSPResponse(ctx, c.Serial, now, signWith(func(c *pki.Certificate) {
+			if c.RevokedAt != nil {
+				t.Fatal("read as revoked before the revocation")
+			}
+			if _, err := f.db.Revoke(ctx, []*pki.Revocation{{Serial: c.Serial, RevokedAt: now, Reason: pki.ReasonKeyCompromise,
+				Response: rev, Event: event("certificate.revoked")}}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}))
+		if err != nil || string(got.DER) != string(rev.DER) {
+			t.Errorf("FirstOCSPResponse = %+v, %v; want the revocation's response", got, err)
+		}
+		if s := stored(t, c.Serial); string(s.DER) != string(rev.DER) {
+			t.Errorf("stored %x, want the revocation's", s.DER)
+		}
+	})
+	t.Run("revocation state changed while signing, no response stored: nothing stored", func(t *testing.T) {
+		c := f.issue(t, f.pending(f.account.ID, nil))
+		_, err := f.db.FirstOCSPResponse(ctx, c.Serial, now, signWith(func(c *pki.Certificate) {
+			if _, err := f.db.Pool().Exec(ctx, "UPDATE certificates SET revoked_at = $2, revocation_reason = 1 WHERE serial = $1",
+				string(c.Serial), now); err != nil {
+				t.Fatal(err)
+			}
+		}))
+		if !errors.Is(err, pki.ErrNotFound) {
+			t.Errorf("FirstOCSPResponse = %v, want ErrNotFound (a good response signed before the revocation must not be stored)", err)
+		}
+		if n := count(t, f.db, "SELECT count(*) FROM ocsp_responses WHERE serial = $1", string(c.Serial)); n != 0 {
+			t.Errorf("%d responses stored", n)
+		}
+	})
+	t.Run("unknown or expired: not found, nothing signed", func(t *testing.T) {
+		expired := f.pending(f.account.ID, nil)
+		expired.NotBefore, expired.NotAfter = now.Add(-48*time.Hour), now.Add(-time.Hour)
+		f.issue(t, expired)
+		before := signed
+		for _, serial := range []pki.Serial{pki.MustNewSerial(), expired.Serial} {
+			if _, err := f.db.FirstOCSPResponse(ctx, serial, now, signWith(nil)); !errors.Is(err, pki.ErrNotFound) {
+				t.Errorf("%s: %v, want ErrNotFound", serial, err)
+			}
+		}
+		if signed != before {
+			t.Errorf("%d signatures made", signed-before)
+		}
+	})
+	t.Run("a signer's error is returned", func(t *testing.T) {
+		c := f.issue(t, f.pending(f.account.ID, nil))
+		boom := errors.New("boom")
+		if _, err := f.db.FirstOCSPResponse(ctx, c.Serial, now, func(*pki.Certificate) (*pki.OCSPResponse, error) { return nil, boom }); !errors.Is(err, boom) {
+			t.Errorf("FirstOCSPResponse = %v, want boom", err)
+		}
+	})
+}

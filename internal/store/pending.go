@@ -34,7 +34,6 @@ import (
 // pendingRow is one CreatePending call, checked.
 type pendingRow struct {
 	cert        *pki.Certificate
-	resp        *pki.OCSPResponse
 	profile     pki.Profile // cert's, client when it names none
 	account     any         // the account id, or nil for a server certificate
 	renewedFrom any         // the serial renewed, or nil
@@ -44,7 +43,7 @@ type pendingRow struct {
 }
 
 // newPendingRow checks what CreatePending was given.
-func newPendingRow(c *pki.Certificate, resp *pki.OCSPResponse, ev pki.AuditEvent) (pendingRow, error) {
+func newPendingRow(c *pki.Certificate, ev pki.AuditEvent) (pendingRow, error) {
 	if len(c.SPKISHA256) != 32 {
 		return pendingRow{}, fmt.Errorf("store: certificate %s: SPKI hash must be 32 bytes, got %d", c.Serial, len(c.SPKISHA256))
 	}
@@ -55,16 +54,13 @@ func newPendingRow(c *pki.Certificate, resp *pki.OCSPResponse, ev pki.AuditEvent
 	if profile == "" {
 		profile = pki.ProfileClient
 	}
-	row := pendingRow{cert: c, resp: resp, profile: profile, lockKey: int64(binary.BigEndian.Uint64(c.SPKISHA256)), createdAt: new(time.Time)}
+	row := pendingRow{cert: c, profile: profile, lockKey: int64(binary.BigEndian.Uint64(c.SPKISHA256)), createdAt: new(time.Time)}
 	switch {
 	case profile == pki.ProfileServer && c.AccountID == "":
 	case profile == pki.ProfileClient && validUUID(c.AccountID):
 		row.account = c.AccountID
 	default:
 		return pendingRow{}, fmt.Errorf("store: %s certificate %s: account %q: %w", profile, c.Serial, c.AccountID, pki.ErrNotFound)
-	}
-	if resp == nil || resp.Serial != c.Serial || resp.IssuerID != c.IssuerID || len(resp.DER) == 0 {
-		return pendingRow{}, fmt.Errorf("store: certificate %s: its first OCSP response is missing or is another certificate's", c.Serial)
 	}
 	if c.RenewedFrom != nil {
 		row.renewedFrom = string(*c.RenewedFrom)
@@ -83,8 +79,7 @@ var pendingColumns = []struct{ name, arrayType string }{
 	{"serial", "text[]"}, {"issuer_id", "text[]"}, {"spki", "bytea[]"}, {"account_id", "text[]"},
 	{"lint_der", "bytea[]"}, {"subject_cn", "text[]"}, {"not_before", "timestamptz[]"},
 	{"not_after", "timestamptz[]"}, {"renewed_from", "text[]"}, {"created_at", "timestamptz[]"},
-	{"profile", "text[]"}, {"ocsp_der", "bytea[]"}, {"this_update", "timestamptz[]"},
-	{"next_update", "timestamptz[]"},
+	{"profile", "text[]"},
 }
 
 // values returns r's values in pendingColumns' order.
@@ -93,13 +88,12 @@ func (r pendingRow) values() []any {
 	return []any{
 		string(c.Serial), c.IssuerID, c.SPKISHA256, r.account, c.LintDER, storable(c.SubjectCN),
 		c.NotBefore, c.NotAfter, r.renewedFrom, nullTime(c.CreatedAt), string(r.profile),
-		r.resp.DER, r.resp.ThisUpdate, r.resp.NextUpdate,
 	}
 }
 
 // createPendingSQL checks the keys of the rows in its arrays (one per
 // column: pendingColumns, then the audit event's) and inserts each row whose
-// key may be certified, with its first OCSP response and its audit event.
+// key may be certified, with its audit event.
 // It answers, per input row and in their order, whether the key is blocked,
 // whether another account holds it, and the row's created_at (NULL when it
 // was not written).
@@ -124,9 +118,6 @@ var createPendingSQL = func() string {
 	       not_before, not_after, renewed_from, COALESCE(created_at, now()), profile
 	FROM input JOIN chk USING (ord) WHERE NOT chk.blocked AND NOT chk.in_use ORDER BY ord
 	RETURNING serial, created_at
-), ocsp AS (
-	INSERT INTO ocsp_responses (serial, issuer_id, der, this_update, next_update)
-	SELECT serial, issuer_id, ocsp_der, this_update, next_update FROM input JOIN cert USING (serial)
 ), audit AS (
 	` + auditInsertFrom("input JOIN cert USING (serial)") + `
 )

@@ -184,7 +184,7 @@ func TestIssuancePolicyQuotas(t *testing.T) {
 	revoked := mk(acct, nil)
 	rev := pki.ReasonSuperseded
 	if _, err := db.Revoke(ctx, []*pki.Revocation{{Serial: revoked.Serial, RevokedAt: now, Reason: rev,
-		Response: firstResponse(revoked), Event: event("certificate.revoked")}}, nil); err != nil {
+		Response: standInResponse(revoked), Event: event("certificate.revoked")}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	renewed := mk(acct, nil)                                               // active

@@ -107,14 +107,14 @@ func TestCertificateReads(t *testing.T) {
 	expired.NotBefore, expired.NotAfter = now.Add(-10*day), now.Add(-day)
 	f.issue(t, expired)
 	revoked := mk(f.account.ID, 2*day)
-	resp := firstResponse(revoked)
+	resp := standInResponse(revoked)
 	if _, err := db.Revoke(ctx, []*pki.Revocation{{Serial: revoked.Serial, RevokedAt: now, Reason: pki.ReasonSuperseded,
 		Response: resp, Event: event("certificate.revoked")}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	pending := f.pending(f.account.ID, nil) // never listed or counted
 	pending.NotAfter = now.Add(day)
-	if err := db.CreatePending(ctx, pending, firstResponse(pending), event("certificate.signing")); err != nil {
+	if err := db.CreatePending(ctx, pending, event("certificate.signing")); err != nil {
 		t.Fatal(err)
 	}
 

@@ -48,6 +48,11 @@ func TestAuditFailure(t *testing.T) {
 	if victim.status != http.StatusCreated {
 		t.Fatalf("issue: %d %v", victim.status, victim.err)
 	}
+	// The responder signs and stores a certificate's first response when
+	// first asked: ask, so that the victim has one to compare.
+	if st, err := ocspStatus(c, n.base, issuer, victim.serial, false); err != nil || st != "good" {
+		t.Fatalf("OCSP for the victim: %q %v, want good", st, err)
+	}
 
 	type state struct {
 		rows, issued int

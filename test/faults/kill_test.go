@@ -67,11 +67,19 @@ func TestKillPkidDuringIssuance(t *testing.T) {
 		t.Fatalf("issue after restart: %d %v", o.status, o.err)
 	}
 
-	tl := compare(t, &l, readRows(t, dbURL))
+	rows := readRows(t, dbURL)
+	tl := compare(t, &l, rows)
 	t.Logf("client log: %d issued, %d refused, %d without an answer (in flight at the SIGKILL or sent while pkid was down); %d issued rows whose answer was lost; %d pending rows",
 		tl.issued, tl.refused, tl.transport, tl.unanswered, len(tl.pending))
 	if tl.transport == 0 {
 		t.Log("no request was in flight at the SIGKILL")
+	}
+	// Every certificate recorded before the SIGKILL, issued or pending, is
+	// answered "good" by the restarted node (SECURITY.md P1, P4).
+	for s, r := range rows {
+		if st, err := ocspStatus(c, d2.URL, issuer, s, false); err != nil || st != "good" {
+			t.Errorf("OCSP for %s (%s) after restart: %q %v, want good", s, r.state, st, err)
+		}
 	}
 	for _, s := range tl.pending {
 		if st, err := ocspStatus(c, d2.URL, issuer, s, false); err != nil || st != "good" {

@@ -169,6 +169,9 @@ type emptyStore struct{}
 func (emptyStore) OCSPResponse(context.Context, pki.Serial, time.Time) (*pki.OCSPResponse, error) {
 	return nil, pki.ErrNotFound
 }
+func (emptyStore) FirstOCSPResponse(context.Context, pki.Serial, time.Time, func(*pki.Certificate) (*pki.OCSPResponse, error)) (*pki.OCSPResponse, error) {
+	return nil, pki.ErrNotFound
+}
 func (emptyStore) EachOCSPResponse(context.Context, time.Time, func(*pki.OCSPResponse) error) error {
 	return nil
 }
