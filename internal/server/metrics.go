@@ -52,7 +52,7 @@ func NewMetrics() *Metrics {
 		}, []string{"stage"}),
 	}
 	m.ocsp = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pkid_ocsp_responses_total", Help: "OCSP answers by status (good, revoked, unauthorized, malformed, tryLater) and source (memory, database, signed on demand).",
+		Name: "pkid_ocsp_responses_total", Help: "OCSP answers by status (good, revoked, unauthorized, malformed, tryLater) and source (memory; db; first: a certificate's first response, signed from its row; signed: the SHA-256 CertID form, signed on demand; none).",
 	}, []string{"status", "source"})
 	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pkid_rate_limited_total", Help: "Requests refused with 429 by limiter: unauthenticated (failed authentication per client address, this node), account_issuance (an account's issuances and renewals per hour), login (admin sign-in per username or address).",
