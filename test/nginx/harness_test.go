@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -257,8 +258,40 @@ type edge struct {
 	accessLog string
 	errorLog  string
 	serverCA  *x509.CertPool
+	master    int // the nginx master process's pid
 	requests  int
 	mu        sync.Mutex
+}
+
+// oneWorker fails while the nginx master has more than one child: after a
+// reload the old worker finishes gracefully, and until it exits it may still
+// accept a connection and answer it with the old configuration (its CRLs,
+// its CA bundle). The configuration runs one worker and no cache processes.
+func (e *edge) oneWorker() error {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	var children []string
+	for _, d := range entries {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read after
+		// the last parenthesis.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(e.master) {
+			children = append(children, d.Name())
+		}
+	}
+	if len(children) != 1 {
+		return fmt.Errorf("nginx %s master %d has %d worker processes %v, want 1", e.name, e.master, len(children), children)
+	}
+	return nil
 }
 
 // render replaces the placeholders of a deploy template; every one must
@@ -330,6 +363,7 @@ http {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	e.master = cmd.Process.Pid
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {

@@ -177,7 +177,7 @@ func TestNginxRecipes(t *testing.T) {
 			if o := crlEdge.request(t, "two-crls", reqOpts{cert: &bystander.cert}); !o.admitted() {
 				return fmt.Errorf("%v", o)
 			}
-			return nil
+			return crlEdge.oneWorker()
 		})
 
 		c := p.issue(t, token, work, "crl")
@@ -218,7 +218,7 @@ func TestNginxRecipes(t *testing.T) {
 		waitFor(t, "nginx (ssl_crl) refuses the revoked certificate after the reload", 5*time.Second, func() error {
 			last = crlEdge.request(t, "revoked", reqOpts{cert: &c.cert})
 			if last.refusedCertificate() {
-				return nil
+				return crlEdge.oneWorker()
 			}
 			return fmt.Errorf("%v", last)
 		})
@@ -307,7 +307,7 @@ func TestNginxRecipes(t *testing.T) {
 					if o := e.request(t, "rotated", reqOpts{cert: &c.cert}); !o.admitted() {
 						return fmt.Errorf("%v", o)
 					}
-					return nil
+					return e.oneWorker()
 				})
 			}
 		}
@@ -336,7 +336,7 @@ func TestNginxRecipes(t *testing.T) {
 			if o := crlEdge.request(t, "old-revoked", reqOpts{cert: &old.cert}); !o.refusedCertificate() || o.verify != "FAILED:certificate revoked" {
 				return fmt.Errorf("%v", o)
 			}
-			return nil
+			return crlEdge.oneWorker()
 		})
 		for _, e := range []*edge{ocspEdge, crlEdge} {
 			for _, c := range []*clientCert{fresh, bystander} {
