@@ -162,8 +162,8 @@ func (db *DB) FirstOCSPResponse(ctx context.Context, serial pki.Serial, now time
 	if err != nil {
 		return nil, err
 	}
-	if r.Serial != c.Serial || r.IssuerID != c.IssuerID {
-		return nil, fmt.Errorf("store: first OCSP response for %s is about another certificate", serial)
+	if r == nil || r.Serial != c.Serial || r.IssuerID != c.IssuerID {
+		return nil, fmt.Errorf("store: first OCSP response for %s is missing or about another certificate", serial)
 	}
 	err = db.pool.QueryRow(ctx, firstOCSPInsertSQL, s, r.IssuerID, r.DER, r.ThisUpdate, r.NextUpdate,
 		c.RevokedAt, reason).Scan(&r.UpdatedAt)
