@@ -245,6 +245,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, keyStore *ke
 		Metrics:      metrics,
 		Log:          log,
 		Ready:        a.Ready,
+		Client:       clients.Addr,
 		AuthFailures: server.AuthFailures{Limiter: authFailures, Client: clients.Addr},
 	}
 	responder := ocsp.NewResponder(ocspCache, hierarchy.Issuers, hierarchy.OCSPSignerFor, log, metrics)

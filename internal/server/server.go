@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	apidoc "github.com/pkid/pkid/api"
 	"github.com/pkid/pkid/internal/api"
+	"github.com/pkid/pkid/internal/clientip"
 	"github.com/pkid/pkid/internal/pki"
 )
 
@@ -34,6 +36,10 @@ type Deps struct {
 	// Quiet are routes that relying parties hit at high rates (the OCSP
 	// responder): counted in metrics but not logged one line each.
 	Quiet []QuietRoutes
+	// Client returns a request's client address, for the access log: the
+	// connection's peer, or what a trusted proxy forwarded
+	// (clientip.Resolver.Addr). The peer when nil.
+	Client func(*http.Request) netip.Addr
 	// AuthFailures limits failed authentication per client on the account
 	// and admin APIs; the zero value is no limit. The public routes (OCSP,
 	// CRLs, CA certificates, health, metrics) are never limited: they are
@@ -62,7 +68,7 @@ func Handler(d Deps) http.Handler {
 		api.WriteError(w, r, d.Log, pki.ErrNotFound)
 	})
 	root.Group(func(r chi.Router) {
-		r.Use(accessLog(d.Log))
+		r.Use(accessLog(d.Log, d.Client))
 		logged(r, d)
 	})
 	if len(d.Quiet) == 0 {
@@ -175,8 +181,14 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 	}
 }
 
-// accessLog writes one structured line per request.
-func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
+// accessLog logs one line per request: its id, method, path, status, size
+// and duration, the connection's peer ("remote") and the client as client
+// resolves it ("client": behind a trusted proxy, the address it forwarded,
+// which is who the limits count and who an operator looks for).
+func accessLog(log *slog.Logger, client func(*http.Request) netip.Addr) func(http.Handler) http.Handler {
+	if client == nil {
+		client = clientip.New(nil).Addr
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -190,6 +202,7 @@ func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
 				slog.Int("bytes", ww.BytesWritten()),
 				slog.Duration("duration", time.Since(start)),
 				slog.String("remote", r.RemoteAddr),
+				slog.String("client", client(r).String()),
 			)
 		})
 	}

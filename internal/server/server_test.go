@@ -1,16 +1,21 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pkid/pkid/internal/clientip"
 )
 
 // quiet stands in for the OCSP responder: it answers with what follows
@@ -105,3 +110,39 @@ type discardWriter struct{ h http.Header }
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(int)             {}
+
+// TestAccessLogClient: the access log names the connection's peer and the
+// client as the resolver sees it, the address a trusted proxy forwarded.
+func TestAccessLogClient(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	trusted := clientip.New([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	h := accessLog(log, trusted.Addr)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	for _, c := range []struct {
+		peer, forwarded, client string
+	}{
+		{"10.1.2.3:4567", "203.0.113.9", "203.0.113.9"},      // through the trusted proxy
+		{"198.51.100.7:4567", "203.0.113.9", "198.51.100.7"}, // a peer that is not trusted cannot name another
+		{"10.1.2.3:4567", "", "10.1.2.3"},                    // the proxy's own request
+	} {
+		buf.Reset()
+		req := httptest.NewRequest(http.MethodGet, "/x", nil)
+		req.RemoteAddr = c.peer
+		if c.forwarded != "" {
+			req.Header.Set("X-Forwarded-For", c.forwarded)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		var line struct {
+			Remote, Client string
+			Status         int
+		}
+		if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+			t.Fatalf("%q: %v", buf.String(), err)
+		}
+		if line.Remote != c.peer || line.Client != c.client || line.Status != http.StatusTeapot {
+			t.Errorf("peer %s, X-Forwarded-For %q: logged %+v, want remote %s client %s", c.peer, c.forwarded, line, c.peer, c.client)
+		}
+	}
+}
