@@ -61,7 +61,9 @@ var (
 // Pkid-Signature value, body the raw request body (before any JSON
 // decoding), secret the receiver's secret. It accepts when some v1
 // signature in the header is the HMAC of "t.body" under secret and t is
-// within tolerance of now (DefaultTolerance when 0). Signatures are compared
+// within tolerance of now (DefaultTolerance when 0). t and v1 must be
+// written as Sign writes them (decimal without sign or leading zeros,
+// lowercase hex); anything else is malformed or ignored. Signatures are compared
 // in constant time; unknown schemes (not v1) are ignored, so that a later
 // scheme can be added beside v1.
 func Verify(header string, body, secret []byte, now time.Time, tolerance time.Duration) error {
@@ -81,12 +83,16 @@ func Verify(header string, body, secret []byte, now time.Time, tolerance time.Du
 		switch k {
 		case "t":
 			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 || ts != -1 {
+			if err != nil || n < 0 || ts != -1 || strconv.FormatInt(n, 10) != v {
 				return ErrBadHeader
 			}
 			ts = n
 		case "v1":
-			if sig, err := hex.DecodeString(v); err == nil && len(sig) == sha256.Size {
+			// Only the form Sign writes, lowercase hex: a signature has one
+			// spelling, so a receiver that remembers the signatures it has
+			// seen (to refuse replays) cannot be passed the same one again
+			// in other letters.
+			if sig, err := hex.DecodeString(v); err == nil && len(sig) == sha256.Size && hex.EncodeToString(sig) == v {
 				sigs = append(sigs, sig)
 			}
 		}

@@ -48,6 +48,9 @@ func TestSignatureVerifies(t *testing.T) {
 		{"empty", "", body, secret, at, ErrBadHeader},
 		{"only another scheme", "t=1700000000,v0=" + strings.Repeat("ab", 32), body, secret, at, ErrNoSignature},
 		{"oversized", "t=1700000000,v1=" + strings.Repeat("a", 2000), body, secret, at, ErrBadHeader},
+		{"the signature in capitals", "t=1700000000,v1=" + strings.ToUpper(header[len("t=1700000000,v1="):]), body, secret, at, ErrNoSignature},
+		{"the timestamp with a sign", strings.Replace(header, "t=", "t=+", 1), body, secret, at, ErrBadHeader},
+		{"the timestamp with a leading zero", strings.Replace(header, "t=", "t=0", 1), body, secret, at, ErrBadHeader},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
