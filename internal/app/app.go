@@ -191,6 +191,7 @@ func assemble(ctx context.Context, cfg config.Config, db *store.DB, keyStore *ke
 		}
 		return ids
 	}, crl.CacheOptions{Log: log})
+	metrics.RegisterCRLExpiry(func() map[string]time.Time { return crlNextUpdate(hierarchy, crlCache) })
 	jobs := newCRLJobs(db, crlCache, linter, cfg.PublicBase(),
 		crl.JobConfig{Interval: cfg.CRLInterval, Validity: cfg.CRLValidity, Now: now, Log: log})
 	if err := jobs.sync(hierarchy); err != nil {
@@ -370,6 +371,21 @@ func caNotAfter(h *ca.Hierarchy) map[string]time.Time {
 		"intermediate": h.Intermediate().Cert.NotAfter,
 		"ocsp":         signer.Cert.NotAfter,
 	}
+}
+
+// crlNextUpdate returns the nextUpdate of each CRL that crls holds for h's
+// root and live intermediates, by the label of pkid_crl_next_update_seconds.
+func crlNextUpdate(h *ca.Hierarchy, crls *crl.Cache) map[string]time.Time {
+	out := map[string]time.Time{}
+	if c := crls.CRL(h.RootID()); c != nil {
+		out["root"] = c.NextUpdate
+	}
+	for _, in := range h.Intermediates() {
+		if c := crls.CRL(in.Issuer.ID); c != nil {
+			out[fmt.Sprintf("intermediate-%d", in.Generation)] = c.NextUpdate
+		}
+	}
+	return out
 }
 
 // warnCAExpiry logs a warning, at most once a day per kind (warned holds

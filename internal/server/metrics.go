@@ -127,27 +127,46 @@ func (m *Metrics) RegisterPool(stats func() PoolStats) {
 // left rather than a timestamp, so that an alert needs no time():
 // `pkid_ca_certificate_expiry_seconds{kind="intermediate"} < 30*86400`.
 func (m *Metrics) RegisterCAExpiry(notAfter func() map[string]time.Time) {
-	m.Registry.MustRegister(&caExpiry{
+	m.Registry.MustRegister(&secondsUntil{
 		desc: prometheus.NewDesc("pkid_ca_certificate_expiry_seconds",
 			"Seconds until the CA certificate of this kind (root, intermediate, ocsp) expires; negative once expired.",
 			[]string{"kind"}, nil),
-		notAfter: notAfter,
+		ends: notAfter,
 	})
 }
 
-// caExpiry is the collector behind RegisterCAExpiry: its label values come
-// from the hierarchy at each scrape, not from a fixed list.
-type caExpiry struct {
-	desc     *prometheus.Desc
-	notAfter func() map[string]time.Time
+// RegisterCRLExpiry exports pkid_crl_next_update_seconds{issuer}: for each
+// CA whose CRL this node serves ("root", "intermediate-<generation>"), the
+// seconds left until that CRL's nextUpdate, negative once it has passed.
+// A relying party that checks CRLs (nginx ssl_crl) refuses every client
+// once the CRL it holds is past its nextUpdate, so this is the alert that
+// the CRL job is failing: `pkid_crl_next_update_seconds < 3600`. An issuer
+// whose CRL the node does not hold yet has no series.
+func (m *Metrics) RegisterCRLExpiry(nextUpdate func() map[string]time.Time) {
+	m.Registry.MustRegister(&secondsUntil{
+		desc: prometheus.NewDesc("pkid_crl_next_update_seconds",
+			"Seconds until the nextUpdate of the CRL this node serves for this issuer (root, intermediate-<generation>); negative once passed.",
+			[]string{"issuer"}, nil),
+		ends: nextUpdate,
+	})
 }
 
-func (c *caExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+// secondsUntil is the collector behind RegisterCAExpiry and
+// RegisterCRLExpiry: a gauge per label value of the seconds left until its
+// time, read at each scrape (label values come from the hierarchy then, not
+// from a fixed list). Seconds left rather than a timestamp, so that an
+// alert needs no time().
+type secondsUntil struct {
+	desc *prometheus.Desc
+	ends func() map[string]time.Time
+}
 
-func (c *caExpiry) Collect(ch chan<- prometheus.Metric) {
+func (c *secondsUntil) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *secondsUntil) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
-	for kind, end := range c.notAfter() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, end.Sub(now).Seconds(), kind)
+	for label, end := range c.ends() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, end.Sub(now).Seconds(), label)
 	}
 }
 
