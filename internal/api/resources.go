@@ -28,11 +28,19 @@ type certificateJSON struct {
 	RenewedFrom       string     `json:"renewed_from,omitempty"`
 }
 
+// certificateView is c as the API shows it. A record that was never signed
+// (a pending row that a crash left behind, which only an administrator's
+// revocation ever returns) has no certificate and no fingerprint: both are
+// empty strings, never an empty PEM block.
 func certificateView(c *pki.Certificate, chainPEM string, now time.Time) certificateJSON {
+	var certPEM string
+	if len(c.DER) > 0 {
+		certPEM = pemString("CERTIFICATE", c.DER)
+	}
 	v := certificateJSON{
 		Serial:            c.Serial.String(),
 		Status:            c.StatusAt(now),
-		Certificate:       pemString("CERTIFICATE", c.DER),
+		Certificate:       certPEM,
 		Chain:             chainPEM,
 		NotBefore:         c.NotBefore.UTC(),
 		NotAfter:          c.NotAfter.UTC(),
