@@ -525,7 +525,7 @@ func (s *stageObserver) summary() []stageSummary {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []stageSummary
-	for _, name := range []string{"policy", "check", "lint", "record", "sign", "commit"} {
+	for _, name := range []string{"policy", "parse", "check", "lint", "record", "sign", "commit"} {
 		if n := s.counts[name]; n > 0 {
 			out = append(out, stageSummary{name, float64(s.totals[name].Microseconds()) / float64(n)})
 		}

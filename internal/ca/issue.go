@@ -61,8 +61,9 @@ func (nopPublisher) RevocationCommitted(string)       {}
 // Observer receives the timing of each issuance stage, for metrics.
 type Observer interface {
 	// IssueStage reports how long one stage took: "policy" (reading the
-	// account's policy and quota use), "check", "lint", "record", "sign",
-	// "commit".
+	// account's policy and quota use), "parse" (the CSR's encoding), "check"
+	// (its key, self-signature and names, against the policy), "lint",
+	// "record", "sign", "commit".
 	IssueStage(stage string, d time.Duration)
 	// IssueOutcome reports how an issuance ended: "issued", "refused",
 	// "error".
@@ -159,6 +160,8 @@ func (s *Service) issue(ctx context.Context, p pki.Principal, acct *pki.Account,
 	if err != nil {
 		return nil, refuse(err)
 	}
+	s.opts.Observer.IssueStage("parse", s.opts.Now().Sub(t0))
+	t0 = s.opts.Now()
 	checked, err := policy.CheckCSR(csr, rules.limits)
 	if err != nil {
 		return nil, refuse(err)

@@ -47,7 +47,7 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}, []string{"outcome"}),
 		issueStage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "pkid_issuance_stage_seconds", Help: "Time spent in each issuance stage (check, lint, record, sign, commit).",
+			Name: "pkid_issuance_stage_seconds", Help: "Time spent in each issuance stage (policy, parse, check, lint, record, sign, commit).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
 		}, []string{"stage"}),
 	}
