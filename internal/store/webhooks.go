@@ -187,17 +187,45 @@ ORDER BY d.next_attempt_at
 LIMIT 1
 FOR UPDATE OF d SKIP LOCKED`
 
-// ClaimDelivery claims the soonest delivery due at now, calls handle with it
-// while the row stays locked (handle sends it: no other node can claim it
-// meanwhile), and writes the outcome handle returns, with its audit event,
-// in the same transaction. It returns false when no delivery is due (or
-// every due one is held by another node). If the process dies while handle
-// runs, the transaction rolls back and the delivery is claimed again:
-// delivery is at least once, and receivers deduplicate by delivery id.
-func (db *DB) ClaimDelivery(ctx context.Context, now time.Time, handle func(*pki.DueDelivery) pki.DeliveryOutcome) (bool, error) {
+// leaseDeliverySQL takes a claimed delivery out of everyone's reach until
+// $2 by moving its due time there, and returns that time as stored (to the
+// microsecond), which is the lease's token.
+const leaseDeliverySQL = `UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE id = $1::uuid RETURNING next_attempt_at`
+
+// recordDeliverySQL writes an attempt's outcome if the lease ($9, the due
+// time the claim set) is still the claimer's: the row is pending and no
+// other node has claimed it since the lease ran out.
+const recordDeliverySQL = `UPDATE webhook_deliveries SET state = $2, attempts = $3, next_attempt_at = $4,
+		last_attempt_at = COALESCE($5, last_attempt_at), last_status = NULLIF($6, 0),
+		last_error = NULLIF($7, ''), completed_at = $8
+	WHERE id = $1::uuid AND state = 'pending' AND next_attempt_at = $9`
+
+// ErrLeaseLost: a delivery's attempt outlasted its lease, another node
+// claimed it meanwhile, and this attempt's outcome was not recorded. The
+// notice may be sent twice; receivers deduplicate by delivery id.
+var ErrLeaseLost = errors.New("store: the webhook delivery's lease ran out before its outcome was recorded")
+
+// ClaimDelivery claims the soonest delivery due at now, calls handle with it,
+// and writes the outcome handle returns, with its audit event. It returns
+// false when no delivery is due (or every due one is being claimed by
+// another node at that moment).
+//
+// The claim is a lease, not a held lock: one short transaction picks the
+// delivery (FOR UPDATE SKIP LOCKED) and moves its due time to now + lease,
+// so that no node claims it again before then; handle runs with no
+// transaction open and no pool connection held (it waits on a receiver, up
+// to the job's timeout, and a slow receiver must not take connections from
+// issuance); a second transaction records the outcome only if the due time
+// is still the lease's. If the process dies while handle runs, the delivery
+// is claimed again once the lease has run out: delivery is at least once,
+// and receivers deduplicate by delivery id. An outcome that comes after its
+// lease ran out and another node claimed the delivery is dropped, and
+// ClaimDelivery returns ErrLeaseLost.
+func (db *DB) ClaimDelivery(ctx context.Context, now time.Time, lease time.Duration, handle func(*pki.DueDelivery) pki.DeliveryOutcome) (bool, error) {
+	var d pki.DueDelivery
+	var leaseUntil time.Time
 	claimed := false
 	err := db.InTx(ctx, func(tx pgx.Tx) error {
-		var d pki.DueDelivery
 		var serial, state string
 		var hasWebhook bool
 		var w pki.Webhook
@@ -216,36 +244,48 @@ func (db *DB) ClaimDelivery(ctx context.Context, now time.Time, handle func(*pki
 		if err != nil {
 			return fmt.Errorf("store: claiming a webhook delivery: %w", mapErr(err))
 		}
-		claimed = true
 		d.Serial, d.State = pki.Serial(serial), pki.DeliveryState(state)
 		if hasWebhook {
 			w.AccountID, w.URL, w.SealedSecret, w.NotifyDays = *wAccount, *wURL, wSecret, *wNotify
 			w.CreatedAt, w.UpdatedAt, w.UpdatedBy, w.SecretRotatedAt = *wCreated, *wUpdated, *wBy, *wRotated
 			d.Webhook = &w
 		}
-		out := handle(&d)
-		if out.Event.AccountID == "" {
-			out.Event.AccountID = d.AccountID
+		if err := tx.QueryRow(ctx, leaseDeliverySQL, d.ID, now.Add(lease)).Scan(&leaseUntil); err != nil {
+			return fmt.Errorf("store: leasing webhook delivery %s: %w", d.ID, mapErr(err))
 		}
-		if out.Event.Serial == "" {
-			out.Event.Serial = d.Serial
+		claimed = true
+		return nil
+	})
+	if err != nil || !claimed {
+		return false, err
+	}
+
+	out := handle(&d)
+	if out.Event.AccountID == "" {
+		out.Event.AccountID = d.AccountID
+	}
+	if out.Event.Serial == "" {
+		out.Event.Serial = d.Serial
+	}
+	err = db.InTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, recordDeliverySQL, d.ID, string(out.State), out.Attempts, out.NextAttemptAt,
+			out.AttemptedAt, out.LastStatus, storable(out.LastError), out.CompletedAt, leaseUntil)
+		if err != nil {
+			return fmt.Errorf("store: recording webhook delivery %s: %w", d.ID, mapErr(err))
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w (delivery %s)", ErrLeaseLost, d.ID)
 		}
 		b := &pgx.Batch{}
-		b.Queue(`UPDATE webhook_deliveries SET state = $2, attempts = $3, next_attempt_at = $4,
-				last_attempt_at = COALESCE($5, last_attempt_at), last_status = NULLIF($6, 0),
-				last_error = NULLIF($7, ''), completed_at = $8
-			WHERE id = $1::uuid`,
-			d.ID, string(out.State), out.Attempts, out.NextAttemptAt, out.AttemptedAt,
-			out.LastStatus, storable(out.LastError), out.CompletedAt)
 		if err := queueAudit(b, &out.Event); err != nil {
 			return err
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("store: recording webhook delivery %s: %w", d.ID, mapErr(err))
+			return fmt.Errorf("store: auditing webhook delivery %s: %w", d.ID, mapErr(err))
 		}
 		return nil
 	})
-	return claimed, err
+	return true, err
 }
 
 // PendingDeliveries counts the deliveries not yet delivered, failed or

@@ -58,10 +58,11 @@ type OutboxStore interface {
 	// EnqueueExpiring makes a pending delivery for every certificate due a
 	// notice at now, once per certificate.
 	EnqueueExpiring(ctx context.Context, now time.Time, defaultDays int) (int, error)
-	// ClaimDelivery claims the soonest due delivery that no one else holds,
-	// lets handle send it, and writes its outcome and audit event in the
-	// claiming transaction. false: none was due.
-	ClaimDelivery(ctx context.Context, now time.Time, handle func(*pki.DueDelivery) pki.DeliveryOutcome) (bool, error)
+	// ClaimDelivery claims the soonest due delivery that no one else holds
+	// and leases it for lease (no other node claims it meanwhile), lets
+	// handle send it with no transaction open, and writes its outcome and
+	// audit event if the lease still holds. false: none was due.
+	ClaimDelivery(ctx context.Context, now time.Time, lease time.Duration, handle func(*pki.DueDelivery) pki.DeliveryOutcome) (bool, error)
 	// PendingDeliveries counts pending deliveries.
 	PendingDeliveries(ctx context.Context) (int, error)
 }
@@ -85,9 +86,8 @@ type JobConfig struct {
 	// for deliveries due an attempt. Default 1 minute.
 	Interval time.Duration
 	// Workers is how many deliveries one node sends at once. Default 2.
-	// Each holds a database connection for its attempt (the claiming
-	// transaction), up to Timeout, so that the row stays locked against
-	// other nodes: keep it well below the pool's size.
+	// An attempt holds no database connection while it waits on the
+	// receiver: the delivery is leased (OutboxStore.ClaimDelivery).
 	Workers int
 	// Timeout bounds one attempt. Default DefaultTimeout.
 	Timeout time.Duration
@@ -205,7 +205,7 @@ func (j *Job) RunOnce(ctx context.Context) error {
 	for i := range j.cfg.Workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				claimed, err := j.st.ClaimDelivery(ctx, j.cfg.Now(), j.deliver(ctx))
+				claimed, err := j.st.ClaimDelivery(ctx, j.cfg.Now(), j.lease(), j.deliver(ctx))
 				if err != nil {
 					errs[i] = err
 					return
@@ -227,6 +227,12 @@ func (j *Job) RunOnce(ctx context.Context) error {
 	j.cfg.Observer.WebhookPending(pending)
 	return nil
 }
+
+// lease is how long a claimed delivery stays out of other nodes' reach:
+// long enough for one attempt (the HTTP timeout, plus opening the secret and
+// writing the outcome), short enough that a delivery whose node died is
+// sent again within minutes.
+func (j *Job) lease() time.Duration { return 2*j.cfg.Timeout + time.Minute }
 
 // deliver returns the handler for one claimed delivery: cancel it when
 // moot, else send it and say what became of it.
