@@ -200,6 +200,10 @@ const recordDeliverySQL = `UPDATE webhook_deliveries SET state = $2, attempts = 
 		last_error = NULLIF($7, ''), completed_at = $8
 	WHERE id = $1::uuid AND state = 'pending' AND next_attempt_at = $9`
 
+// recordTimeout bounds the write of an attempt's outcome, which goes on
+// when the caller's context ends.
+const recordTimeout = 10 * time.Second
+
 // ErrLeaseLost: a delivery's attempt outlasted its lease, another node
 // claimed it meanwhile, and this attempt's outcome was not recorded. The
 // notice may be sent twice; receivers deduplicate by delivery id.
@@ -267,8 +271,12 @@ func (db *DB) ClaimDelivery(ctx context.Context, now time.Time, lease time.Durat
 	if out.Event.Serial == "" {
 		out.Event.Serial = d.Serial
 	}
-	err = db.InTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, recordDeliverySQL, d.ID, string(out.State), out.Attempts, out.NextAttemptAt,
+	// The attempt was made: record it even if ctx ends meanwhile (the node
+	// shutting down), so that the receiver is not sent it again for nothing.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	err = db.InTx(rctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(rctx, recordDeliverySQL, d.ID, string(out.State), out.Attempts, out.NextAttemptAt,
 			out.AttemptedAt, out.LastStatus, storable(out.LastError), out.CompletedAt, leaseUntil)
 		if err != nil {
 			return fmt.Errorf("store: recording webhook delivery %s: %w", d.ID, mapErr(err))
@@ -280,7 +288,7 @@ func (db *DB) ClaimDelivery(ctx context.Context, now time.Time, lease time.Durat
 		if err := queueAudit(b, &out.Event); err != nil {
 			return err
 		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		if err := tx.SendBatch(rctx, b).Close(); err != nil {
 			return fmt.Errorf("store: auditing webhook delivery %s: %w", d.ID, mapErr(err))
 		}
 		return nil
