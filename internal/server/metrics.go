@@ -127,12 +127,9 @@ func (m *Metrics) RegisterPool(stats func() PoolStats) {
 // left rather than a timestamp, so that an alert needs no time():
 // `pkid_ca_certificate_expiry_seconds{kind="intermediate"} < 30*86400`.
 func (m *Metrics) RegisterCAExpiry(notAfter func() map[string]time.Time) {
-	m.Registry.MustRegister(&secondsUntil{
-		desc: prometheus.NewDesc("pkid_ca_certificate_expiry_seconds",
-			"Seconds until the CA certificate of this kind (root, intermediate, ocsp) expires; negative once expired.",
-			[]string{"kind"}, nil),
-		ends: notAfter,
-	})
+	m.registerSecondsUntil("pkid_ca_certificate_expiry_seconds",
+		"Seconds until the CA certificate of this kind (root, intermediate, ocsp) expires; negative once expired.",
+		"kind", notAfter)
 }
 
 // RegisterCRLExpiry exports pkid_crl_next_update_seconds{issuer}: for each
@@ -143,12 +140,15 @@ func (m *Metrics) RegisterCAExpiry(notAfter func() map[string]time.Time) {
 // the CRL job is failing: `pkid_crl_next_update_seconds < 3600`. An issuer
 // whose CRL the node does not hold yet has no series.
 func (m *Metrics) RegisterCRLExpiry(nextUpdate func() map[string]time.Time) {
-	m.Registry.MustRegister(&secondsUntil{
-		desc: prometheus.NewDesc("pkid_crl_next_update_seconds",
-			"Seconds until the nextUpdate of the CRL this node serves for this issuer (root, intermediate-<generation>); negative once passed.",
-			[]string{"issuer"}, nil),
-		ends: nextUpdate,
-	})
+	m.registerSecondsUntil("pkid_crl_next_update_seconds",
+		"Seconds until the nextUpdate of the CRL this node serves for this issuer (root, intermediate-<generation>); negative once passed.",
+		"issuer", nextUpdate)
+}
+
+// registerSecondsUntil exports name{label} as the seconds left until each
+// time ends returns, at every scrape.
+func (m *Metrics) registerSecondsUntil(name, help, label string, ends func() map[string]time.Time) {
+	m.Registry.MustRegister(&secondsUntil{desc: prometheus.NewDesc(name, help, []string{label}, nil), ends: ends})
 }
 
 // secondsUntil is the collector behind RegisterCAExpiry and
