@@ -66,7 +66,7 @@ type DueDelivery struct {
 }
 
 // DeliveryOutcome is what became of one claimed delivery: the row's new
-// state, written with its audit event in the claiming transaction.
+// state, written with its audit event while the claim's lease holds.
 type DeliveryOutcome struct {
 	State         DeliveryState
 	Attempts      int

@@ -10,9 +10,10 @@
 //     period, rotate the secret, remove the webhook), with the URL checks.
 //   - Job: the background job every node runs. It makes one outbox row per
 //     certificate due a notice (unique per certificate, so any number of
-//     nodes make one), claims due rows with SELECT ... FOR UPDATE SKIP
-//     LOCKED, sends, and records the outcome and its audit event in the
-//     claiming transaction.
+//     nodes make one), claims a due row with SELECT ... FOR UPDATE SKIP
+//     LOCKED and leases it (its due time moved past the attempt), sends with
+//     no transaction open, and records the outcome and its audit event if
+//     the lease is still its own.
 //   - Sign and Verify: the signature, a timestamped HMAC-SHA256 over
 //     "timestamp.body" in the Pkid-Signature header, as Stripe signs its
 //     webhooks.
