@@ -2,11 +2,13 @@ package ocsp_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -109,5 +111,30 @@ func BenchmarkCacheMemory(b *testing.B) {
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/response")
 		runtime.KeepAlive(c)
+	}
+}
+
+// BenchmarkFirstResponse measures what the first request about a
+// certificate costs now that issuance stores no response: a cache miss
+// that reads the database, finds no response, reads the certificate row,
+// signs, stores and installs. Each iteration asks about a certificate
+// recorded without a response; a second lookup of the same serial is the
+// memory hit every later request gets.
+func BenchmarkFirstResponse(b *testing.B) {
+	h := testHierarchy(b)
+	db := newDatabase(b, h)
+	c := ocsp.NewCache(db, ocsp.CacheOptions{Issuers: h.issuers, Signer: h.current})
+	notAfter := time.Now().Add(30 * 24 * time.Hour)
+	serials := make([]pki.Serial, b.N)
+	for i := range serials {
+		serials[i] = pki.MustNewSerial()
+		db.certificate(b, h, serials[i], notAfter, nil)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	for _, s := range serials {
+		if _, err := c.Lookup(ctx, s); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
