@@ -3,13 +3,9 @@ package issuance
 import (
 	"bytes"
 	"crypto"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
-	"io"
 	"math/big"
 	"testing"
 	"time"
@@ -238,88 +234,8 @@ func TestOCSPWindow(t *testing.T) {
 	}
 }
 
-// digestSigner "signs" by returning the digest itself: deterministic, so
-// that two encoders of the same response produce the same bytes. Neither
-// SignOCSP nor x/crypto verifies the signature of a response.
-type digestSigner struct{ crypto.Signer }
-
-func (d digestSigner) Sign(_ io.Reader, digest []byte, _ crypto.SignerOpts) ([]byte, error) {
-	return append([]byte(nil), digest...), nil
-}
-
-// TestOCSPEncodingMatchesXCrypto: signOCSP writes, byte for byte, what
-// golang.org/x/crypto/ocsp.CreateResponse writes for the same response, for
-// responders with P-256, P-384 and RSA keys, both CertID hashes, good and
-// revoked with and without a reason, and a revocation time with a fraction
-// of a second (which GeneralizedTime drops).
-func TestOCSPEncodingMatchesXCrypto(t *testing.T) {
-	h := newHierarchy(t, HierarchyConfig{})
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	this, next := OCSPWindow(testNow, 24*time.Hour)
-	for name, key := range map[string]crypto.Signer{
-		"P-256":    mustKey(t, elliptic.P256()),
-		"P-384":    mustKey(t, elliptic.P384()),
-		"RSA-2048": rsaKey,
-	} {
-		signer, err := NewOCSPSigner(h.intermediate, HierarchyConfig{PublicURL: testPublicURL}, key, testNow, testLinter(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := NewIssuer(signer.Cert.Raw, digestSigner{key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, hash := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
-			for _, st := range []OCSPStatus{
-				{Serial: pki.MustNewSerial(), ThisUpdate: this, NextUpdate: next},
-				{Serial: pki.MustNewSerial(), ThisUpdate: this, NextUpdate: next, Revoked: true,
-					RevokedAt: testNow.Add(-90 * time.Minute), Reason: pki.ReasonUnspecified},
-				{Serial: pki.MustNewSerial(), ThisUpdate: this, NextUpdate: next, Revoked: true,
-					RevokedAt: testNow.Add(-time.Hour + 987654321*time.Nanosecond), Reason: pki.ReasonKeyCompromise},
-				{Serial: "01", ThisUpdate: this, NextUpdate: next, Revoked: true,
-					RevokedAt: testNow.Add(-time.Hour), Reason: pki.ReasonPrivilegeWithdrawn},
-			} {
-				tmpl := ocsp.Response{
-					Status:       ocsp.Good,
-					SerialNumber: st.Serial.Big(),
-					ThisUpdate:   st.ThisUpdate,
-					NextUpdate:   st.NextUpdate,
-					Certificate:  r.Cert,
-					IssuerHash:   hash,
-				}
-				if st.Revoked {
-					tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, st.RevokedAt, int(st.Reason)
-				}
-				// CreateResponse takes producedAt from the clock: try again
-				// if the minute turned between the two.
-				for attempt := 0; ; attempt++ {
-					before := time.Now()
-					want, err := ocsp.CreateResponse(h.intermediate.Cert, r.Cert, tmpl, r.Signer)
-					if err != nil {
-						t.Fatal(err)
-					}
-					got, err := r.signOCSP(h.intermediate.Cert, st, hash, before)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !before.Truncate(time.Minute).Equal(time.Now().Truncate(time.Minute)) && attempt < 3 {
-						continue
-					}
-					if !bytes.Equal(got, want) {
-						t.Errorf("%s, %v, %+v: differs from x/crypto:\n%x\n%x", name, hash, st, got, want)
-					}
-					break
-				}
-			}
-		}
-	}
-}
-
-// BenchmarkSignOCSP is one good response with a SHA-1 CertID, as stored at
-// issuance: the encoding and the responder's P-256 signature.
+// BenchmarkSignOCSP is one good response with a SHA-1 CertID, the stored
+// form: the encoding and the responder's P-256 signature.
 func BenchmarkSignOCSP(b *testing.B) {
 	h := newHierarchy(b, HierarchyConfig{})
 	this, next := OCSPWindow(testNow, 24*time.Hour)
