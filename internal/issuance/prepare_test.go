@@ -51,11 +51,18 @@ func (r *recordingCertLinter) Certificate(der []byte) error {
 // testCA is a self-signed CA certificate for key, valid around testNow.
 func testCA(t *testing.T, key crypto.Signer) []byte {
 	t.Helper()
+	return selfSignedCA(t, key, testNow.Add(-time.Hour), testNow.AddDate(1, 0, 0))
+}
+
+// selfSignedCA is a self-signed CA certificate for key, O=Test, CN=Test CA,
+// valid from notBefore to notAfter.
+func selfSignedCA(t *testing.T, key crypto.Signer, notBefore, notAfter time.Time) []byte {
+	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{Organization: []string{"Test"}, CommonName: "Test CA"},
-		NotBefore:             testNow.Add(-time.Hour),
-		NotAfter:              testNow.AddDate(1, 0, 0),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -220,14 +227,7 @@ func TestCaptureSignerSignsNothing(t *testing.T) {
 // or CRL and returns each lint's status.
 func lintVerdicts(t *testing.T, der []byte, crl bool) map[string]zl.LintStatus {
 	t.Helper()
-	var skip []string
-	for name := range lint.ExcludedLints {
-		skip = append(skip, name)
-	}
-	registry, err := zl.GlobalRegistry().Filter(zl.FilterOptions{ExcludeNames: skip})
-	if err != nil {
-		t.Fatal(err)
-	}
+	registry := fullRegistry(t)
 	var rs *zlint.ResultSet
 	if crl {
 		r, err := zx.ParseRevocationList(der)

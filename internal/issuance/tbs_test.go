@@ -6,8 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"math/big"
 	mrand "math/rand/v2"
@@ -20,24 +18,10 @@ import (
 )
 
 // longCA is a self-signed CA certificate for key valid from 1990 to 2100, so
-// that client certificates can be dated on both sides of 2000 and 2050. Its
-// subject is O=Test, CN=Test CA.
+// that client certificates can be dated on both sides of 2000 and 2050.
 func longCA(t *testing.T, key crypto.Signer) []byte {
 	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{Organization: []string{"Test"}, CommonName: "Test CA"},
-		NotBefore:             time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:              time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	return selfSignedCA(t, key, time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // TestClientTBSMatchesX509 is the differential test of encodeClientTBS: for

@@ -24,12 +24,9 @@ var acceptedWarnings = map[string]map[string]string{
 	},
 }
 
-// TestZlintFullRegistry runs every lint zlint has, including the sources
-// pkid's Linter leaves out (root-program, EV, S/MIME, ETSI, CT), on every kind
-// of certificate pkid makes. Only lint.ExcludedLints are skipped, each
-// documented there. No lint may report an error or fatal, and no warning is
-// allowed beyond acceptedWarnings: the exclusions hide nothing.
-func TestZlintFullRegistry(t *testing.T) {
+// fullRegistry is every lint zlint has but lint.ExcludedLints.
+func fullRegistry(t testing.TB) zl.Registry {
+	t.Helper()
 	var skip []string
 	for name := range lint.ExcludedLints {
 		skip = append(skip, name)
@@ -38,6 +35,16 @@ func TestZlintFullRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return registry
+}
+
+// TestZlintFullRegistry runs every lint zlint has, including the sources
+// pkid's Linter leaves out (root-program, EV, S/MIME, ETSI, CT), on every kind
+// of certificate pkid makes. Only lint.ExcludedLints are skipped, each
+// documented there. No lint may report an error or fatal, and no warning is
+// allowed beyond acceptedWarnings: the exclusions hide nothing.
+func TestZlintFullRegistry(t *testing.T) {
+	registry := fullRegistry(t)
 	h := newHierarchy(t, HierarchyConfig{})
 	edPub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

@@ -16,18 +16,28 @@ type IssuedRow struct {
 // FlushIssued writes rows as one batch of MarkIssued's group commit, however
 // many calls are in flight, and returns each row's outcome.
 func FlushIssued(ctx context.Context, db *DB, rows []IssuedRow) []error {
-	batch := make([]*groupCall[issuedRow], len(rows))
+	ins := make([]issuedRow, len(rows))
 	for i, r := range rows {
 		audit, err := auditArgs(&r.Event)
 		if err != nil {
 			panic(err)
 		}
-		batch[i] = &groupCall[issuedRow]{in: issuedRow{serial: r.Serial, der: r.DER, fp: r.FP, audit: audit}}
+		ins[i] = issuedRow{serial: r.Serial, der: r.DER, fp: r.FP, audit: audit}
 	}
-	db.flushIssued(ctx, batch)
+	return flushAsOneBatch(ctx, ins, db.flushIssued)
+}
+
+// flushAsOneBatch runs flush on ins as one batch and returns each call's
+// outcome.
+func flushAsOneBatch[T any](ctx context.Context, ins []T, flush func(context.Context, []*groupCall[T])) []error {
+	batch := make([]*groupCall[T], len(ins))
+	for i, in := range ins {
+		batch[i] = &groupCall[T]{in: in}
+	}
+	flush(ctx, batch)
 	errs := make([]error, len(batch))
-	for i, it := range batch {
-		errs[i] = it.err
+	for i, c := range batch {
+		errs[i] = c.err
 	}
 	return errs
 }
@@ -41,20 +51,15 @@ type PendingRow struct {
 // FlushPending writes rows as one batch of CreatePending's group commit,
 // however many calls are in flight, and returns each row's outcome.
 func FlushPending(ctx context.Context, db *DB, rows []PendingRow) []error {
-	batch := make([]*groupCall[pendingRow], len(rows))
+	ins := make([]pendingRow, len(rows))
 	for i, r := range rows {
 		row, err := newPendingRow(r.Cert, r.Event)
 		if err != nil {
 			panic(err)
 		}
-		batch[i] = &groupCall[pendingRow]{in: row}
+		ins[i] = row
 	}
-	db.flushPending(ctx, batch)
-	errs := make([]error, len(batch))
-	for i, c := range batch {
-		errs[i] = c.err
-	}
-	return errs
+	return flushAsOneBatch(ctx, ins, db.flushPending)
 }
 
 // TokenRead is one TokenAndAccount call for ReadTokens, and its results.
