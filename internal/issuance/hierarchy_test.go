@@ -99,30 +99,21 @@ func newHierarchy(t testing.TB, cfg HierarchyConfig) hierarchy {
 	return hierarchy{root: root, intermediate: inter, ocsp: ocsp}
 }
 
-// Extension OIDs (RFC 5280 §4.2, RFC 6960).
-var (
-	oidKeyUsage         = asn1.ObjectIdentifier{2, 5, 29, 15}
-	oidExtKeyUsage      = asn1.ObjectIdentifier{2, 5, 29, 37}
-	oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
-	oidSubjectKeyID     = asn1.ObjectIdentifier{2, 5, 29, 14}
-	oidAuthorityKeyID   = asn1.ObjectIdentifier{2, 5, 29, 35}
-	oidAIA              = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 1}
-	oidCRLDP            = asn1.ObjectIdentifier{2, 5, 29, 31}
-	oidSAN              = asn1.ObjectIdentifier{2, 5, 29, 17}
-	oidCertPolicies     = asn1.ObjectIdentifier{2, 5, 29, 32}
-)
+// oidCertPolicies is the one extension the tests name that pkid never
+// writes (tbs.go has the others).
+var oidCertPolicies = asn1.ObjectIdentifier{2, 5, 29, 32}
 
 var extNames = map[string]string{
-	oidKeyUsage.String():         "keyUsage",
-	oidExtKeyUsage.String():      "extKeyUsage",
-	oidBasicConstraints.String(): "basicConstraints",
-	oidSubjectKeyID.String():     "subjectKeyIdentifier",
-	oidAuthorityKeyID.String():   "authorityKeyIdentifier",
-	oidAIA.String():              "authorityInfoAccess",
-	oidCRLDP.String():            "cRLDistributionPoints",
-	oidSAN.String():              "subjectAltName",
-	oidCertPolicies.String():     "certificatePolicies",
-	oidOCSPNoCheck.String():      "ocspNoCheck",
+	oidExtensionKeyUsage.String():              "keyUsage",
+	oidExtensionExtKeyUsage.String():           "extKeyUsage",
+	oidExtensionBasicConstraints.String():      "basicConstraints",
+	oidExtensionSubjectKeyID.String():          "subjectKeyIdentifier",
+	oidExtensionAuthorityKeyID.String():        "authorityKeyIdentifier",
+	oidExtensionAuthorityInfoAccess.String():   "authorityInfoAccess",
+	oidExtensionCRLDistributionPoints.String(): "cRLDistributionPoints",
+	oidExtensionSubjectAltName.String():        "subjectAltName",
+	oidCertPolicies.String():                   "certificatePolicies",
+	oidOCSPNoCheck.String():                    "ocspNoCheck",
 }
 
 // extensions maps each extension of c, by name, to its criticality.
