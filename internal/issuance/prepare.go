@@ -277,8 +277,7 @@ func (i *Issuer) Issue(p *Prepared) ([]byte, error) {
 	return der, nil
 }
 
-// signBytes signs data (a tbsCertificate, a tbsCertList or an OCSP
-// ResponseData) with the issuer's real key under its signature algorithm,
+// signBytes signs data (a tbsCertificate or a tbsCertList) with the issuer's real key under its signature algorithm,
 // counts the signature, and verifies it with the issuer's certificate.
 func (i *Issuer) signBytes(data []byte) ([]byte, error) {
 	hash := signatureHash(i.sigAlg)
