@@ -123,9 +123,10 @@ func (c *Cache) load(ctx context.Context) (int, error) {
 // installStored installs a response read from the database, logging (with
 // a rate limit) one that cannot be served.
 //
-// Most of what a catch-up reads is already held: every response this node
-// signed at issuance was installed before its write was read back, and
-// each catch-up reads again the last CatchUpMargin of writes. Such a
+// Much of what a catch-up reads is already held: every response this node
+// wrote (a first response, a revocation's, a re-signed batch) was installed
+// before its write was read back, and each catch-up reads again the last
+// CatchUpMargin of writes. Such a
 // response differs from the entry at most in its UpdatedAt, so it skips
 // newEntry's parse, hash and formatting; the cache ends as newEntry and put
 // would leave it.

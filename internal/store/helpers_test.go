@@ -89,8 +89,8 @@ func (f *fixture) issue(t testing.TB, c *pki.Certificate) *pki.Certificate {
 	return c
 }
 
-// firstResponse returns a stand-in for c's first OCSP response: the store
-// keeps the bytes and never parses them.
+// standInResponse returns a stand-in for an OCSP response about c: the
+// store keeps the bytes and never parses them.
 func standInResponse(c *pki.Certificate) *pki.OCSPResponse {
 	now := time.Now().UTC().Truncate(time.Second)
 	return &pki.OCSPResponse{Serial: c.Serial, IssuerID: c.IssuerID, DER: randomBytes(200),
