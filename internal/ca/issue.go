@@ -2,7 +2,6 @@ package ca
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -321,25 +320,6 @@ func (s *Service) sign(ctx context.Context, r signRequest) (*pki.Certificate, er
 	rec.CreatedAt = now
 	s.opts.Log.InfoContext(ctx, "certificate issued", "serial", serial, "profile", rec.Profile, "account", rec.AccountID, "spki_sha256", spki)
 	return rec, nil
-}
-
-// signOCSP signs c's current status (good, or revoked as recorded in c) with
-// issuer's delegated OCSP signer, in the stored (SHA-1 CertID) form.
-func (s *Service) signOCSP(issuer *issuance.Issuer, c *pki.Certificate, now time.Time) (*pki.OCSPResponse, error) {
-	this, next := issuance.OCSPWindow(now, s.opts.OCSPValidity)
-	st := issuance.OCSPStatus{Serial: c.Serial, ThisUpdate: this, NextUpdate: next}
-	if c.RevokedAt != nil {
-		st.Revoked, st.RevokedAt, st.Reason = true, *c.RevokedAt, *c.RevocationReason
-	}
-	signer := s.hierarchy.OCSPSignerFor(issuer.ID)
-	if signer == nil {
-		return nil, fmt.Errorf("ca: issuer %s is not loaded", issuer.ID)
-	}
-	der, err := signer.SignOCSP(issuer.Cert, st, crypto.SHA1)
-	if err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
-	}
-	return &pki.OCSPResponse{Serial: c.Serial, IssuerID: issuer.ID, DER: der, ThisUpdate: this, NextUpdate: next}, nil
 }
 
 // validity turns the requested number of days into a duration: 0 means the

@@ -2,11 +2,13 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/pkid/pkid/internal/issuance"
 	"github.com/pkid/pkid/internal/pki"
 )
 
@@ -230,4 +232,23 @@ func (s *Service) RevokeAccount(ctx context.Context, p pki.Principal, accountID,
 		return n, err
 	}
 	return n, nil
+}
+
+// signOCSP signs c's current status (good, or revoked as recorded in c) with
+// issuer's delegated OCSP signer, in the stored (SHA-1 CertID) form.
+func (s *Service) signOCSP(issuer *issuance.Issuer, c *pki.Certificate, now time.Time) (*pki.OCSPResponse, error) {
+	this, next := issuance.OCSPWindow(now, s.opts.OCSPValidity)
+	st := issuance.OCSPStatus{Serial: c.Serial, ThisUpdate: this, NextUpdate: next}
+	if c.RevokedAt != nil {
+		st.Revoked, st.RevokedAt, st.Reason = true, *c.RevokedAt, *c.RevocationReason
+	}
+	signer := s.hierarchy.OCSPSignerFor(issuer.ID)
+	if signer == nil {
+		return nil, fmt.Errorf("ca: issuer %s is not loaded", issuer.ID)
+	}
+	der, err := signer.SignOCSP(issuer.Cert, st, crypto.SHA1)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	return &pki.OCSPResponse{Serial: c.Serial, IssuerID: issuer.ID, DER: der, ThisUpdate: this, NextUpdate: next}, nil
 }
